@@ -1,0 +1,215 @@
+"""The ``pytti`` command: a thin layer over the flows and the engine.
+
+Exit codes: 0 done, 2 bad input (scene, paths, models, options), 1 runtime failure.
+"""
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytti_engine.errors import ModelLoadError, PyttiError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+# Prefect reads these when it is first imported; keep runs local and quiet unless the user says otherwise.
+_PREFECT_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def _error(message: str) -> int:
+    print(f"pytti: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _prepare_environment() -> None:
+    for key, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _check_render_inputs(scene: Path, out: Path | None, device: str, overrides: Sequence[str]) -> Path:
+    """Validate everything a render needs before Prefect or a model is started; returns the run dir."""
+    from pytti_engine.devices import resolve_device
+    from pytti_engine.rundir import default_run_dir, ensure_writable
+    from pytti_engine.scene import load_scene
+
+    load_scene(scene, overrides)
+    resolve_device(device)
+    run_dir = out if out is not None else default_run_dir(scene)
+    ensure_writable(run_dir)
+    return run_dir
+
+
+def _run_render(scene: Path, out: Path | None, device: str, overrides: Sequence[str]) -> int:
+    try:
+        run_dir = _check_render_inputs(scene, out, device, overrides)
+    except PyttiError as e:
+        return _error(str(e))
+    _prepare_environment()
+    from flows.render_scene import RenderParams, render_scene
+
+    params = RenderParams(
+        scene_path=str(scene), out_dir=str(run_dir), device=device, overrides=list(overrides)
+    )
+    try:
+        summary = render_scene(params)
+    except PyttiError as e:
+        return _error(str(e))
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: report, exit 1
+        print(f"pytti: render failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"done: {summary.video} — {summary.frames} frames ({summary.rendered} rendered, "
+        f"{summary.skipped} kept) in {summary.seconds:.1f} s"
+    )
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """``pytti render SCENE``."""
+    return _run_render(Path(args.scene), Path(args.out) if args.out else None, args.device, args.set)
+
+
+def _demo_scene() -> Path:
+    import scenes
+
+    return Path(scenes.__file__).resolve().parent / "demo.yaml"
+
+
+def _stand_in_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "pytti-flow" / "stand-in-clip"
+
+
+def _demo_overrides(scene_path: Path) -> tuple[list[str], str | None]:
+    """Overrides that swap in the stand-in perceptor when the demo's real weights are unavailable."""
+    from pytti_engine.perceptors import write_stand_in
+    from pytti_engine.scene import load_scene
+    from tasks.resident import perceptor
+
+    scene = load_scene(scene_path)
+    try:
+        for spec in scene.perceptors:
+            perceptor(spec.model, spec.pretrained, "cpu")
+    except ModelLoadError as e:
+        stand_in = write_stand_in(_stand_in_dir())
+        return [f"perceptors=[{{model: 'local-dir:{stand_in}'}}]"], str(e).splitlines()[0]
+    return [], None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``pytti demo``: render the bundled demo scene to renders/demo/demo.mp4."""
+    scene = _demo_scene()
+    overrides, missing = _demo_overrides(scene)
+    notice = (
+        "NOTE: the demo's CLIP weights are not available offline "
+        f"({missing}).\nNOTE: rendering with a random-weight STAND-IN perceptor instead: the motion, "
+        "frames and video are real, but the imagery is NOT guided by a trained model."
+    )
+    if missing:
+        print(notice, file=sys.stderr)
+    code = _run_render(scene, Path(args.out), args.device, overrides)
+    if missing:
+        print(notice, file=sys.stderr)
+    return code
+
+
+def cmd_models_stand_in(args: argparse.Namespace) -> int:
+    """``pytti models stand-in DIR``."""
+    from pytti_engine.perceptors import write_stand_in
+
+    start = time.perf_counter()
+    try:
+        out = write_stand_in(Path(args.dir), seed=args.seed)
+    except (OSError, PyttiError) as e:
+        return _error(f"cannot write the stand-in model to {args.dir}: {e}")
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(
+        f"wrote a random-weight stand-in open_clip model to {out} ({size / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
+    )
+    print(f"use it in a scene as:  perceptors: [{{model: 'local-dir:{out}'}}]")
+    return EXIT_OK
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    """``pytti models list``: open_clip models with pretrained tags, and which are available locally."""
+    from pytti_engine.perceptors import available_models
+
+    rows = available_models()
+    if args.local:
+        rows = [r for r in rows if r[2]]
+    for model, tag, cached in rows:
+        print(f"{'local  ' if cached else '-      '}{model}:{tag}")
+    print(f"{sum(r[2] for r in rows)} of {len(rows)} (model, tag) pairs have weights in the local cache")
+    return EXIT_OK
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    """``pytti models fetch MODEL:TAG``: download pretrained weights into the Hugging Face cache."""
+    from pytti_engine.perceptors import load_perceptor
+
+    model, sep, tag = args.spec.partition(":")
+    if not sep or not tag:
+        return _error(f"expected MODEL:TAG (e.g. ViT-B-32:openai), got {args.spec!r}")
+    try:
+        perceptor = load_perceptor(model, tag, device="cpu")
+    except PyttiError as e:
+        return _error(str(e))
+    print(f"{perceptor.name}: weights are in the local cache ({perceptor.identity})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pytti``."""
+    parser = argparse.ArgumentParser(
+        prog="pytti", description="Render CLIP-guided animations from scene files."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render = sub.add_parser("render", help="render a scene file to a video")
+    render.add_argument("scene", help="the scene YAML file")
+    render.add_argument("--out", help="run directory (default: renders/<scene stem>)")
+    render.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    render.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scene key"
+    )
+    render.set_defaults(func=cmd_render)
+
+    demo = sub.add_parser("demo", help="render the bundled demo scene to renders/demo/demo.mp4")
+    demo.add_argument("--out", default="renders/demo", help="run directory (default: renders/demo)")
+    demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    demo.set_defaults(func=cmd_demo)
+
+    models = sub.add_parser("models", help="manage perceptor models")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    stand_in = models_sub.add_parser(
+        "stand-in", help="write a tiny random-weight open_clip model (local-dir layout)"
+    )
+    stand_in.add_argument("dir", help="folder to write")
+    stand_in.add_argument("--seed", type=int, default=0)
+    stand_in.set_defaults(func=cmd_models_stand_in)
+    listing = models_sub.add_parser("list", help="open_clip models and tags, and which weights are local")
+    listing.add_argument("--local", action="store_true", help="only those with weights in the local cache")
+    listing.set_defaults(func=cmd_models_list)
+    fetch = models_sub.add_parser("fetch", help="download MODEL:TAG weights into the Hugging Face cache")
+    fetch.add_argument("spec", metavar="MODEL:TAG")
+    fetch.set_defaults(func=cmd_models_fetch)
+
+    try:
+        from flows import cli_scene
+    except ImportError:
+        pass
+    else:
+        cli_scene.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pytti`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

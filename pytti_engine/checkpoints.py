@@ -1,0 +1,114 @@
+"""Save and load a frame's :class:`RenderState` atomically, with what is needed to verify it."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pytti_engine import __version__
+from pytti_engine.errors import PyttiError
+from pytti_engine.image_params.rgb import RGBImage
+from pytti_engine.io import atomic_write_bytes
+from pytti_engine.state import RenderState, make_optimizer
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(PyttiError):
+    """A checkpoint is missing, truncated, corrupted or from an incompatible engine."""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about itself (small, JSON-friendly).
+
+    Attributes:
+        frame: the frame this state is the result of.
+        step: optimizer steps taken up to and including this frame.
+        key: the frame key (hash of everything that determines the frame's pixels).
+        png_sha256: sha256 of the frame's PNG, to verify the pair.
+    """
+
+    frame: int
+    step: int
+    key: str
+    png_sha256: str
+
+
+def checkpoint_bytes(state: RenderState, meta: CheckpointMeta) -> bytes:
+    """Serialize a state and its metadata with ``torch.save`` into bytes."""
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "engine_version": __version__,
+        "image_kind": state.image.kind,
+        "image": state.image.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "frame": meta.frame,
+        "step": meta.step,
+        "key": meta.key,
+        "png_sha256": meta.png_sha256,
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(path: Path, state: RenderState, meta: CheckpointMeta) -> None:
+    """Write the checkpoint atomically (temp file + fsync + rename)."""
+    atomic_write_bytes(path, checkpoint_bytes(state, meta))
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint's raw payload (tensors on the CPU).
+
+    Raises:
+        CheckpointError: missing, unreadable, or not a checkpoint of this format.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path}: checkpoint not found") from e
+    except Exception as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a pytti checkpoint of format {CHECKPOINT_FORMAT}")
+    return payload
+
+
+def read_meta(path: Path) -> CheckpointMeta:
+    """The :class:`CheckpointMeta` of a checkpoint file."""
+    p = read_checkpoint(path)
+    return CheckpointMeta(
+        frame=int(p["frame"]), step=int(p["step"]), key=str(p["key"]), png_sha256=str(p["png_sha256"])
+    )
+
+
+def load_checkpoint(
+    path: Path, *, learning_rate: float, device: torch.device
+) -> tuple[RenderState, CheckpointMeta]:
+    """Rebuild the :class:`RenderState` saved in ``path`` on ``device``.
+
+    Args:
+        path: the checkpoint file.
+        learning_rate: the scene's learning rate (a changed rate applies from the next step on).
+        device: where to put the tensors.
+
+    Returns:
+        The state and its metadata.
+    """
+    p = read_checkpoint(path)
+    if p["image_kind"] != RGBImage.kind:
+        raise CheckpointError(f"{path}: image model {p['image_kind']!r} is not supported by this engine")
+    image = RGBImage(p["image"]["pixels"].to(device))
+    optimizer = make_optimizer(image, learning_rate)
+    optimizer.load_state_dict(p["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
+    meta = CheckpointMeta(
+        frame=int(p["frame"]), step=int(p["step"]), key=str(p["key"]), png_sha256=str(p["png_sha256"])
+    )
+    return RenderState(image=image, optimizer=optimizer, step=meta.step, frame=meta.frame), meta

@@ -1,0 +1,65 @@
+"""Device and randomness helpers: the one place that turns user strings into torch objects."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import torch
+
+from pytti_engine.errors import PyttiError
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn ``auto | cpu | cuda | cuda:N | mps`` into a :class:`torch.device`.
+
+    ``auto`` picks ``cuda`` when a CUDA device is present, else the CPU. Asking for a CUDA device
+    that does not exist is an error, not a silent fallback.
+
+    Args:
+        spec: the device string from the command line or the flow parameters.
+
+    Returns:
+        The device to render on.
+
+    Raises:
+        PyttiError: the string is malformed or names a device this machine does not have.
+    """
+    if not _DEVICE_RE.match(spec):
+        raise PyttiError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PyttiError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise PyttiError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def frame_seed(seed: int, frame: int, salt: str = "") -> int:
+    """A 63-bit seed derived from (scene seed, frame index, purpose), stable across runs and machines.
+
+    Args:
+        seed: the scene's seed.
+        frame: the frame index (0 for the initial image).
+        salt: a purpose tag, so that e.g. the init noise and the cutouts of one frame differ.
+
+    Returns:
+        A non-negative integer usable with ``torch.Generator.manual_seed``.
+    """
+    digest = hashlib.sha256(f"{seed}:{frame}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def make_generator(
+    seed: int, frame: int, salt: str = "", device: torch.device | None = None
+) -> torch.Generator:
+    """A :class:`torch.Generator` seeded by :func:`frame_seed` (on ``device``, default CPU)."""
+    gen = torch.Generator(device=device or torch.device("cpu"))
+    gen.manual_seed(frame_seed(seed, frame, salt))
+    return gen

@@ -1,0 +1,581 @@
+"""CLIP perceptors: open_clip models loaded through open_clip's own factory, wrapped for guidance.
+
+A :class:`Perceptor` is a frozen CLIP model plus what the renderer needs around it: the visual
+tower's input size, the normalization mean/std, and two encoders that return L2-normalized
+embeddings. :func:`load_perceptor` builds one from any of three weight sources, always through
+``open_clip.create_model`` (the real config lookup and ``load_checkpoint`` path):
+
+- a built-in architecture and a pretrained tag, e.g. ``("ViT-B-32", "openai")``: open_clip's
+  pretrained registry and the Hugging Face cache;
+- a built-in architecture and a weights file, e.g. ``("ViT-B-32", "/models/vitb32.safetensors")``
+  (``.safetensors``, ``.pt``, ``.pth`` or ``.bin``);
+- a folder in open_clip's ``local-dir:`` layout (``open_clip_config.json`` + weights), e.g.
+  ``"local-dir:/models/my-clip"``. :func:`write_stand_in` writes a tiny random-weight one.
+
+Missing tag weights fail fast. open_clip would spend ~46 s on hub retries when ``HF_HUB_OFFLINE`` is
+unset and there is no network, so before calling it we look the files up in the Hugging Face cache
+and, when they are absent, probe the hub endpoint with a short connect timeout; only a reachable hub
+is asked for a download. Otherwise :class:`~pytti_engine.errors.ModelLoadError` says which model is
+missing and how to provide it.
+
+QuickGELU: open_clip builds ``ViT-B-32`` with exact GELU although the ``openai`` weights were
+trained with QuickGELU, and only warns. When a tag's config says ``quick_gelu`` we build with
+``force_quick_gelu=True``. A weights *file* carries no such flag: for OpenAI-trained weights in a
+file, name the ``-quickgelu`` architecture (``ViT-B-32-quickgelu``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+from safetensors.torch import save_file
+
+from pytti_engine.errors import ModelLoadError, ShapeError
+
+logger = logging.getLogger(__name__)
+
+LOCAL_DIR_PREFIX = "local-dir:"
+STAND_IN_MODEL = "pytti-stand-in"
+"""Architecture name of the stand-in perceptor (package data ``model_configs/pytti-stand-in.json``)."""
+PROBE_TIMEOUT_S = 0.5
+"""How long the hub reachability probe (DNS + TCP connect) may take before the hub counts as offline."""
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+_LOCAL_DIR_WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pth")  # what open_clip looks for in a local dir
+_LOCAL_DIR_CONFIG = "open_clip_config.json"
+_STAND_IN_WEIGHTS = "open_clip_model.safetensors"
+_HOW_TO_PROVIDE = (
+    "To provide them: on a machine with internet access run `pytti models fetch {spec}` (it downloads "
+    "into the Hugging Face cache, HF_HOME) and copy that cache here; or point `pretrained:` at a weights "
+    "file (`pretrained: /path/to/file.safetensors`); or use an open_clip folder (`model: local-dir:/path`). "
+    "For an offline smoke run without trained weights: `pytti models stand-in DIR`, then "
+    "`model: local-dir:DIR`."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Perceptor:
+    """A frozen CLIP model ready for guidance.
+
+    Args:
+        name: what was asked for: ``"ViT-B-32:openai"``, ``"ViT-B-32:/abs/file.safetensors"`` or
+            ``"local-dir:/abs/path"``.
+        identity: a stable id for cache keys and manifests: model name + pretrained tag, or the model
+            name + sha256 of the local weights (and config) files. It does not depend on paths.
+        model: the open_clip model, in eval mode, ``requires_grad_(False)``, on its device.
+        input_size: side of the square image the visual tower takes (e.g. 224).
+        mean: per-channel normalization mean from the model's preprocess config.
+        std: per-channel normalization std from the model's preprocess config.
+        tokenizer: open_clip's tokenizer for the model (``texts -> (N, context_length)`` token ids).
+    """
+
+    name: str
+    identity: str
+    model: torch.nn.Module
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    tokenizer: Callable[..., torch.Tensor] = field(repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model's parameters live on."""
+        return next(self.model.parameters()).device
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed texts (no gradient).
+
+        Args:
+            texts: one or more prompt texts.
+
+        Returns:
+            (N, D) L2-normalized embeddings on the model's device.
+        """
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        if not batch:
+            raise ValueError("encode_text needs at least one text")
+        tokens = self.tokenizer(batch).to(self.device)
+        with torch.no_grad():
+            return F.normalize(self.model.encode_text(tokens), dim=-1)  # type: ignore[operator]
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed images; differentiable with respect to ``images``.
+
+        Args:
+            images: (B, 3, S, S) RGB in [0, 1] with ``S == input_size``. The mean/std normalization is
+                applied here.
+
+        Returns:
+            (B, D) L2-normalized embeddings.
+        """
+        size = self.input_size
+        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (size, size):
+            raise ShapeError(f"encode_image expected (B, 3, {size}, {size}), got {tuple(images.shape)}")
+        dtype = next(self.model.parameters()).dtype
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        normalized = ((images - mean) / std).to(dtype)
+        return F.normalize(self.model.encode_image(normalized), dim=-1)  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class _BuildPlan:
+    """How to call ``open_clip.create_model`` for one perceptor request."""
+
+    open_clip_name: str  # the name handed to open_clip (may carry the ``local-dir:`` schema)
+    pretrained: str | None  # a tag or a file path; None for local-dir
+    name: str  # Perceptor.name
+    identity: str  # Perceptor.identity
+    force_quick_gelu: bool = False
+    force_preprocess_cfg: dict[str, Any] = field(default_factory=dict)
+    how_to_fix: str = ""  # appended to a load failure's message
+
+
+def load_perceptor(
+    model: str, pretrained: str | None = None, *, device: torch.device | str = "cpu"
+) -> Perceptor:
+    """Load an open_clip model as a frozen :class:`Perceptor`.
+
+    Args:
+        model: an open_clip architecture (``"ViT-B-32"``), ``"MODEL:TAG"`` (same as passing the tag as
+            ``pretrained``), or ``"local-dir:/path"`` (open_clip's folder layout; ``pretrained`` must
+            then be None).
+        pretrained: a pretrained tag of ``model`` (``"openai"``) or a path to a weights file.
+            Required for built-in architectures: a perceptor is never silently random.
+        device: where to put the model.
+
+    Returns:
+        The loaded perceptor.
+
+    Raises:
+        ModelLoadError: unknown model or tag, missing file or folder, weights that are neither cached
+            nor downloadable, or weights that do not fit the architecture.
+
+    Example:
+        >>> p = load_perceptor("local-dir:" + str(write_stand_in(tmp_path)))  # doctest: +SKIP
+        >>> p.encode_text(["a lighthouse"]).shape  # doctest: +SKIP
+        torch.Size([1, 32])
+    """
+    plan = _plan(model, pretrained)
+    net = _create(plan, device)
+    net.eval().requires_grad_(False)
+    cfg = _preprocess_cfg(net)
+    tokenizer = _tokenizer(plan)
+    size = cfg["size"]
+    height, width = (size, size) if isinstance(size, int) else size
+    if height != width:
+        raise ModelLoadError(f"{plan.name}: non-square input size {height}x{width} is not supported")
+    return Perceptor(
+        name=plan.name,
+        identity=plan.identity,
+        model=net,
+        input_size=int(height),
+        mean=_triple(cfg["mean"]),
+        std=_triple(cfg["std"]),
+        tokenizer=tokenizer,
+    )
+
+
+def write_stand_in(directory: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny random-weight open_clip model in the ``local-dir:`` layout.
+
+    The stand-in (architecture ``pytti-stand-in``: 2-layer ViT and text towers, 224 px input, 32-d
+    embeddings) lets tests and offline smoke runs exercise the real loading path without trained
+    weights; its imagery is not guided by anything meaningful. The weights are stored as float16
+    safetensors (about 2 MB) and are identical for the same ``seed``.
+
+    Args:
+        directory: the folder to write (created if needed); existing stand-in files are replaced.
+        seed: seed of the random initialization.
+
+    Returns:
+        ``directory`` as a Path; load it with ``load_perceptor("local-dir:" + str(directory))``.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    model_cfg = _package_model_config(STAND_IN_MODEL)
+    _register_package_configs()
+    with torch.random.fork_rng(devices=[]), _quiet_random_init_warning():
+        torch.manual_seed(seed)
+        net = open_clip.create_model(STAND_IN_MODEL, pretrained=None)
+    preprocess = _preprocess_cfg(net)
+    config = {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": {"mean": list(preprocess["mean"]), "std": list(preprocess["std"])},
+        "pytti": {"stand_in": True, "seed": seed},
+    }
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
+    # Temp file + rename, weights before config: an interrupted write never looks like a stand-in.
+    partial = out / f".{_STAND_IN_WEIGHTS}.partial"
+    save_file(state, str(partial), metadata={"format": "pt"})
+    os.replace(partial, out / _STAND_IN_WEIGHTS)
+    partial = out / f".{_LOCAL_DIR_CONFIG}.partial"
+    partial.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, out / _LOCAL_DIR_CONFIG)
+    logger.info("wrote stand-in perceptor (seed %d) to %s", seed, out)
+    return out
+
+
+def available_models() -> list[tuple[str, str | None, bool]]:
+    """Every (architecture, pretrained tag, weights in the local Hugging Face cache) open_clip knows.
+
+    Returns:
+        One tuple per registered (model, tag) pair, in open_clip's order.
+    """
+    rows: list[tuple[str, str | None, bool]] = []
+    for name, tag in open_clip.list_pretrained():
+        cfg = open_clip.get_pretrained_cfg(name, tag)
+        rows.append((name, tag, _cached_tag_weights(cfg) is not None))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# Planning: turn (model, pretrained) into a _BuildPlan, raising ModelLoadError for anything unusable.
+
+
+def _plan(model: str, pretrained: str | None) -> _BuildPlan:
+    """Validate the request and decide how to call open_clip."""
+    if model.startswith(LOCAL_DIR_PREFIX):
+        if pretrained is not None:
+            raise ModelLoadError(
+                f"{model}: a local-dir model takes its weights from the folder; drop pretrained={pretrained!r}"
+            )
+        return _plan_local_dir(model[len(LOCAL_DIR_PREFIX) :])
+    if model.startswith("hf-hub:"):
+        raise ModelLoadError(
+            f"{model}: hf-hub: models are not supported; download the repository "
+            "(`huggingface-cli download ORG/REPO --local-dir DIR`) and use `model: local-dir:DIR`"
+        )
+    if pretrained is None and ":" in model:
+        model, pretrained = model.split(":", 1)
+    _check_model_name(model)
+    if pretrained is None:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        raise ModelLoadError(
+            f"{model}: no weights given; set `pretrained:` to a tag ({_preview(tags)}) or to a weights file"
+        )
+    if open_clip.get_pretrained_cfg(model, pretrained):
+        return _plan_tag(model, pretrained)
+    return _plan_file(model, pretrained)
+
+
+def _plan_local_dir(directory: str) -> _BuildPlan:
+    """A ``local-dir:`` folder: check config and weights exist; identity hashes their contents."""
+    if not directory:
+        raise ModelLoadError("local-dir: needs a folder path, e.g. `model: local-dir:/models/my-clip`")
+    path = Path(directory).expanduser().resolve()
+    if not path.is_dir():
+        raise ModelLoadError(f"local-dir model folder not found: {path}")
+    config_path = path / _LOCAL_DIR_CONFIG
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"local-dir model folder {path} has no {_LOCAL_DIR_CONFIG}") from e
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"local-dir model config {config_path} is unreadable: {e}") from e
+    if not isinstance(config, dict) or "model_cfg" not in config:
+        raise ModelLoadError(f"local-dir model config {config_path} has no 'model_cfg' entry")
+    weights = sorted({p for pattern in _LOCAL_DIR_WEIGHT_GLOBS for p in path.glob(pattern)})
+    if not weights:
+        raise ModelLoadError(
+            f"local-dir model folder {path} has no weights file (open_clip_model.safetensors, *.bin or *.pth)"
+        )
+    _check_hub_text_tower(f"local-dir:{path}", config["model_cfg"])
+    name = LOCAL_DIR_PREFIX + str(path)
+    return _BuildPlan(
+        open_clip_name=name,
+        pretrained=None,
+        name=name,
+        identity=f"local-dir:sha256={_sha256_files([config_path, *weights])}",
+    )
+
+
+def _plan_tag(model: str, tag: str) -> _BuildPlan:
+    """A registry tag: use the cache, or the hub only when it answers; else fail fast."""
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    spec = f"{model}:{tag}"
+    quick_gelu = bool(cfg.get("quick_gelu", False))
+    how_to_fix = _HOW_TO_PROVIDE.format(spec=spec)
+    cached = _cached_tag_weights(cfg)
+    offline_flag = bool(hf_constants.HF_HUB_OFFLINE)
+    model_cfg = open_clip.get_model_config(model) or {}
+    if offline_flag and cached is not None:
+        _check_hub_text_tower(spec, model_cfg, reachable=False)
+        return _BuildPlan(model, tag, spec, spec, force_quick_gelu=quick_gelu, how_to_fix=how_to_fix)
+    reachable = not offline_flag and _hub_reachable()
+    if reachable:
+        return _BuildPlan(model, tag, spec, spec, force_quick_gelu=quick_gelu, how_to_fix=how_to_fix)
+    if cached is None:
+        raise ModelLoadError(_missing_weights_message(model, tag, cfg, offline_flag))
+    # Cached but the hub is unreachable and HF_HUB_OFFLINE is unset: hf_hub_download would retry for
+    # tens of seconds before falling back to the cache, so hand open_clip the cached file itself and
+    # carry over what the tag would have set (activation, preprocessing).
+    _check_hub_text_tower(spec, model_cfg, reachable=False)
+    logger.info("%s: hub unreachable, loading cached weights %s", spec, cached)
+    keys = ("mean", "std", "interpolation", "resize_mode")
+    preprocess = {k: cfg[k] for k in keys if k in cfg}
+    return _BuildPlan(
+        model,
+        cached,
+        spec,
+        spec,
+        force_quick_gelu=quick_gelu,
+        force_preprocess_cfg=preprocess,
+        how_to_fix=how_to_fix,
+    )
+
+
+def _plan_file(model: str, pretrained: str) -> _BuildPlan:
+    """A weights file path (or an unknown tag, which is reported with close matches)."""
+    path = Path(pretrained).expanduser()
+    looks_like_path = os.sep in pretrained or "/" in pretrained or path.suffix.lower() in _WEIGHT_SUFFIXES
+    if not path.is_file():
+        if looks_like_path or path.exists():
+            raise ModelLoadError(f"{model}: pretrained weights file not found: {path.resolve()}")
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        hint = _did_you_mean(pretrained, tags)
+        raise ModelLoadError(
+            f"{model}: {pretrained!r} is neither a pretrained tag nor a file{hint} Known tags: {_preview(tags)}"
+        )
+    resolved = path.resolve()
+    return _BuildPlan(
+        open_clip_name=model,
+        pretrained=str(resolved),
+        name=f"{model}:{resolved}",
+        identity=f"{model}:sha256={_sha256_files([resolved])}",
+    )
+
+
+def _check_model_name(model: str) -> None:
+    """Raise ModelLoadError for an architecture open_clip does not know, listing close matches."""
+    if model in _package_config_names():
+        _register_package_configs()
+    known = open_clip.list_models()
+    if model in known:
+        return
+    raise ModelLoadError(f"unknown open_clip model {model!r}{_did_you_mean(model, known)}")
+
+
+def _check_hub_text_tower(spec: str, model_cfg: dict[str, Any], *, reachable: bool | None = None) -> None:
+    """Models with a Hugging Face text tower/tokenizer fetch hub files even with local weights."""
+    text_cfg = model_cfg.get("text_cfg", {})
+    if not any(k in text_cfg for k in ("hf_model_name", "hf_tokenizer_name")):
+        return
+    if hf_constants.HF_HUB_OFFLINE:
+        return  # hub calls fail fast and use the cache; a miss surfaces as a load error
+    if reachable is None:
+        reachable = _hub_reachable()
+    if not reachable:
+        raise ModelLoadError(
+            f"{spec}: this model needs its tokenizer/text-tower files from the Hugging Face hub "
+            f"({hf_constants.ENDPOINT} is unreachable); if they are cached, set HF_HUB_OFFLINE=1 "
+            "before starting, otherwise fetch them once on a connected machine"
+        )
+
+
+def _missing_weights_message(model: str, tag: str, cfg: dict[str, Any], offline_flag: bool) -> str:
+    """The one-line 'weights missing' explanation."""
+    repo, _ = _hub_repo_and_files(cfg)
+    why = "HF_HUB_OFFLINE is set" if offline_flag else f"{hf_constants.ENDPOINT} cannot be reached"
+    return (
+        f"weights for perceptor {model} (pretrained: {tag}) are not available: they are not in the "
+        f"Hugging Face cache ({hf_constants.HF_HUB_CACHE}, repo {repo}) and {why}. "
+        + _HOW_TO_PROVIDE.format(spec=f"{model}:{tag}")
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building.
+
+
+def _create(plan: _BuildPlan, device: torch.device | str) -> torch.nn.Module:
+    """Call open_clip's factory; its exceptions become ModelLoadError."""
+    try:
+        return open_clip.create_model(
+            plan.open_clip_name,
+            pretrained=plan.pretrained,
+            device=device,
+            force_quick_gelu=plan.force_quick_gelu,
+            force_preprocess_cfg=plan.force_preprocess_cfg or None,
+            require_pretrained=True,
+        )
+    except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError/SafetensorError/...
+        message = f"could not load perceptor {plan.name}: {_one_line(e)}"
+        raise ModelLoadError(f"{message}. {plan.how_to_fix}" if plan.how_to_fix else message) from e
+
+
+def _tokenizer(plan: _BuildPlan) -> Callable[..., torch.Tensor]:
+    """open_clip's tokenizer for the model (a SimpleTokenizer for the built-in text towers)."""
+    try:
+        tokenizer: Callable[..., torch.Tensor] = open_clip.get_tokenizer(plan.open_clip_name)
+    except Exception as e:  # HF tokenizers can fail with OSError/ValueError/...
+        raise ModelLoadError(f"could not load the tokenizer of perceptor {plan.name}: {_one_line(e)}") from e
+    return tokenizer
+
+
+def _hub_repo_and_files(cfg: dict[str, Any]) -> tuple[str, list[str]]:
+    """The hub repo of a tag and the file names open_clip tries, in its order."""
+    repo, filename = os.path.split(cfg.get("hf_hub", ""))
+    filename = filename or HF_WEIGHTS_NAME
+    files = []
+    if filename == HF_WEIGHTS_NAME:
+        files.append(HF_SAFE_WEIGHTS_NAME)
+    elif filename.endswith((".bin", ".pth")):
+        files.append(filename[:-4] + ".safetensors")
+    return repo, [*files, filename]
+
+
+def _cached_tag_weights(cfg: dict[str, Any]) -> str | None:
+    """Path of a tag's weights in the Hugging Face cache, or None."""
+    if "file" in cfg:
+        return str(cfg["file"]) if os.path.isfile(cfg["file"]) else None
+    repo, files = _hub_repo_and_files(cfg)
+    if not repo:
+        return None
+    for filename in files:
+        found = try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub endpoint (or its proxy) opens within ``timeout`` seconds.
+
+    DNS resolution has no timeout of its own, so the whole probe runs in a daemon thread.
+    """
+    url = urllib.parse.urlsplit(hf_constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and host and not urllib.request.proxy_bypass(host):
+        proxy_url = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        host, port = proxy_url.hostname or host, proxy_url.port or 80
+    if not host:
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, name="pytti-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    reachable = bool(result and result[0])
+    logger.debug("hub probe %s:%s -> %s", host, port, reachable)
+    return reachable
+
+
+# ----------------------------------------------------------------------------------------------------
+# Package model configs (read-only package data registered with open_clip's config registry).
+
+
+def _package_config_dir() -> Path:
+    """The folder holding this package's open_clip model configs."""
+    return Path(str(resources.files("pytti_engine") / "model_configs"))
+
+
+def _package_config_names() -> list[str]:
+    """Architecture names defined by the package's model configs."""
+    return sorted(p.stem for p in _package_config_dir().glob("*.json"))
+
+
+def _package_model_config(name: str) -> dict[str, Any]:
+    """One package model config as a dict."""
+    config: dict[str, Any] = json.loads((_package_config_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    return config
+
+
+def _register_package_configs() -> None:
+    """Add the package's configs to open_clip's model registry (idempotent; package data only)."""
+    if not set(_package_config_names()) <= set(open_clip.list_models()):
+        open_clip.add_model_config(_package_config_dir())
+
+
+@contextlib.contextmanager
+def _quiet_random_init_warning() -> Iterator[None]:
+    """Drop open_clip's 'No pretrained weights loaded' warning while deliberately building random weights."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def _sha256_files(paths: Sequence[Path]) -> str:
+    """sha256 over the names and contents of files, in the given order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``"; did you mean: a, b?"`` from case-insensitive close matches, or ``"."``."""
+    lowered = {c.lower(): c for c in choices}
+    matches = difflib.get_close_matches(word.lower(), list(lowered), n=5, cutoff=0.6)
+    return f"; did you mean: {', '.join(lowered[m] for m in matches)}?" if matches else "."
+
+
+def _preview(items: Sequence[str], limit: int = 8) -> str:
+    """A short comma-separated listing."""
+    if not items:
+        return "none registered"
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception as one line, shortened (open_clip's messages can span many lines)."""
+    text = " ".join(str(error).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}"
+
+
+def _preprocess_cfg(net: torch.nn.Module) -> dict[str, Any]:
+    """The preprocess config open_clip attaches to the visual tower (size, mean, std, ...)."""
+    visual: Any = getattr(net, "visual", net)
+    cfg: dict[str, Any] = visual.preprocess_cfg
+    return cfg
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    """A 3-tuple of floats from a preprocess-config entry."""
+    items = [float(v) for v in values]
+    if len(items) != 3:
+        raise ModelLoadError(f"expected 3 normalization values, got {items}")
+    return items[0], items[1], items[2]

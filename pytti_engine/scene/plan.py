@@ -1,0 +1,252 @@
+"""The per-frame plan: every time-varying value of a scene resolved for every frame.
+
+The same plan feeds the renderer, ``pytti plan`` and ``pytti validate``. Conventions:
+
+* frames are numbered from 1 (``index``, the file ``frames/000001.png``); expressions see the 0-based
+  ``frame = index - 1`` and ``t = frame / fps`` seconds, so the first frame has ``t = 0``;
+* ``scene_frame`` / ``scene_t`` count from the first frame of the current scene;
+* a scene with ``transition_frames = T`` blends from the previous scene over its first T frames: at its
+  k-th frame (k = 0 .. T-1) the current prompts' weights are multiplied by ``tau = (k + 1) / (T + 1)`` and
+  the previous scene's prompts (evaluated at the same frame) by ``1 - tau``, so both are present in every
+  transition frame and the blend is symmetric;
+* with ``animation: off`` the motion values are the identity (0, 0, 0, 1) whatever the motion keys say.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pytti_engine.errors import SceneError, SceneErrors
+from pytti_engine.scene.expr import Expr, ExprEvalError
+from pytti_engine.scene.prompt_dsl import ImageMask, Mask, PositionMask, PromptSpec, TextMask, VideoMask
+from pytti_engine.scene.schema import Scene
+
+MaskKind = Literal["position", "text", "image", "video"]
+MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom")
+
+
+@dataclass(frozen=True)
+class MaskValue:
+    """A prompt's mask with its cutoff resolved for one frame.
+
+    Attributes:
+        kind: ``position`` (value is one of ``l r u d n f``), ``text`` (value is the mask text),
+            ``image`` or ``video`` (value is the absolute path or URL).
+        value: see ``kind``.
+        inverted: image/video masks only: use ``1 - mask``.
+        cutoff: positional/text masks: the threshold for this frame, or ``None`` for the default.
+    """
+
+    kind: MaskKind
+    value: str
+    inverted: bool = False
+    cutoff: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"kind": self.kind, "value": self.value, "inverted": self.inverted, "cutoff": self.cutoff}
+
+
+@dataclass(frozen=True)
+class PromptValue:
+    """A prompt with its weight and stop resolved for one frame (transition blending included).
+
+    Attributes:
+        text: the prompt text (for an image prompt, the bracketed source as written).
+        weight: the weight for this frame; negative pushes away, 0 contributes nothing.
+        stop: the stop for this frame, or ``None``.
+        image: for a semantic image prompt, the absolute path or URL of the image.
+        mask: the mask, or ``None`` for all cutouts.
+    """
+
+    text: str
+    weight: float
+    stop: float | None
+    image: str | None = None
+    mask: MaskValue | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "text": self.text,
+            "weight": self.weight,
+            "stop": self.stop,
+            "image": self.image,
+            "mask": None if self.mask is None else self.mask.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """Everything that varies per frame, resolved."""
+
+    index: int
+    t: float
+    scene_index: int
+    prompts: tuple[PromptValue, ...]
+    translate_x: float
+    translate_y: float
+    rotate_2d: float
+    zoom: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "index": self.index,
+            "t": self.t,
+            "scene_index": self.scene_index,
+            "prompts": [p.to_dict() for p in self.prompts],
+            "translate_x": self.translate_x,
+            "translate_y": self.translate_y,
+            "rotate_2d": self.rotate_2d,
+            "zoom": self.zoom,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole animation, frame by frame."""
+
+    fps: float
+    frames: tuple[FramePlan, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"fps": self.fps, "frames": [f.to_dict() for f in self.frames]}
+
+    def to_json(self) -> str:
+        """The plan as JSON (what the run directory stores as ``plan.json``)."""
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
+
+
+class _Evaluator:
+    """Evaluates expressions for the plan, recording the first failure of each expression."""
+
+    def __init__(self, scene: Scene, name: str) -> None:
+        self.interpolation = scene.keyframe_interpolation
+        self.name = name
+        self.failed: dict[int, SceneError] = {}
+
+    def __call__(self, expr: Expr, env: dict[str, float], what: str) -> float:
+        if expr.is_constant:
+            return expr.value
+        if id(expr) in self.failed:
+            return 0.0
+        try:
+            return expr.evaluate(env, self.interpolation)
+        except ExprEvalError as e:
+            ref = expr.ref
+            frame = int(env["frame"]) + 1
+            message = f"{what}: {e} at frame {frame} (t={env['t']:g}s) in {expr.source.strip()!r}"
+            error = SceneError(
+                ref.path if ref else self.name, ref.line if ref else None, ref.col if ref else None, message
+            )
+            self.failed[id(expr)] = error
+            return 0.0
+
+
+def build_plan(scene: Scene, *, name: str = "<scene>") -> Plan:
+    """Resolve every value of ``scene`` for every frame.
+
+    Args:
+        scene: a validated scene.
+        name: the scene's name for errors in values that have no file position.
+
+    Returns:
+        The plan (frames numbered from 1).
+
+    Raises:
+        SceneError: an expression fails for some frame (division by zero, math domain error, overflow,
+            a zoom that is not positive); ``SceneErrors`` lists the first failure of each expression.
+    """
+    evaluate = _Evaluator(scene, name)
+    counts = scene.stage_frame_counts()
+    fps = float(scene.fps)
+    frames: list[FramePlan] = []
+    for scene_index, (stage, count) in enumerate(zip(scene.scenes, counts, strict=True)):
+        previous = scene.scenes[scene_index - 1].prompts if scene_index > 0 else ()
+        for k in range(count):
+            frame = len(frames)
+            env = {
+                "t": frame / fps,
+                "frame": float(frame),
+                "scene_t": k / fps,
+                "scene_frame": float(k),
+                "fps": fps,
+            }
+            tau = (k + 1) / (stage.transition_frames + 1) if k < stage.transition_frames else 1.0
+            prompts = _blend(stage.prompts, previous, env, tau, evaluate)
+            motion = _motion(scene, env, evaluate)
+            frames.append(FramePlan(frame + 1, env["t"], scene_index, prompts, *motion))
+    if evaluate.failed:
+        errors = sorted(evaluate.failed.values(), key=lambda e: (e.line or 0, e.col or 0))
+        raise errors[0] if len(errors) == 1 else SceneErrors(errors)
+    return Plan(fps=fps, frames=tuple(frames))
+
+
+def _blend(
+    current: tuple[PromptSpec, ...],
+    previous: tuple[PromptSpec, ...],
+    env: dict[str, float],
+    tau: float,
+    evaluate: _Evaluator,
+) -> tuple[PromptValue, ...]:
+    """Current prompts scaled by ``tau`` and the previous scene's by ``1 - tau``.
+
+    A prompt present in both scenes (e.g. from ``scene_prefix``) is not blended: it keeps its weight.
+    """
+    if tau >= 1.0:
+        return _prompts(current, env, 1.0, evaluate)
+    shared = set(current) & set(previous)
+    values = [_prompts((spec,), env, 1.0 if spec in shared else tau, evaluate)[0] for spec in current]
+    values += _prompts(tuple(p for p in previous if p not in shared), env, 1.0 - tau, evaluate)
+    return tuple(values)
+
+
+def _prompts(
+    specs: tuple[PromptSpec, ...], env: dict[str, float], scale: float, evaluate: _Evaluator
+) -> tuple[PromptValue, ...]:
+    return tuple(
+        PromptValue(
+            text=spec.text,
+            weight=evaluate(spec.weight, env, "prompt weight") * scale,
+            stop=None if spec.stop is None else evaluate(spec.stop, env, "prompt stop"),
+            image=spec.image,
+            mask=None if spec.mask is None else _mask(spec.mask, env, evaluate),
+        )
+        for spec in specs
+    )
+
+
+def _mask(mask: Mask, env: dict[str, float], evaluate: _Evaluator) -> MaskValue:
+    if isinstance(mask, PositionMask | TextMask):
+        cutoff = None if mask.cutoff is None else evaluate(mask.cutoff, env, "mask cutoff")
+        if isinstance(mask, PositionMask):
+            return MaskValue("position", mask.side, cutoff=cutoff)
+        return MaskValue("text", mask.text, cutoff=cutoff)
+    kind: MaskKind = "image" if isinstance(mask, ImageMask) else "video"
+    assert isinstance(mask, ImageMask | VideoMask)
+    return MaskValue(kind, mask.path, inverted=mask.inverted)
+
+
+def _motion(scene: Scene, env: dict[str, float], evaluate: _Evaluator) -> tuple[float, float, float, float]:
+    if scene.animation == "off":
+        return (0.0, 0.0, 0.0, 1.0)
+    zoom = evaluate(scene.zoom, env, "zoom")
+    if zoom <= 0 and id(scene.zoom) not in evaluate.failed:
+        ref = scene.zoom.ref
+        message = (
+            f"zoom: must be > 0 (a scale factor per frame), got {zoom:g} at frame {int(env['frame']) + 1}"
+        )
+        path = ref.path if ref else evaluate.name
+        evaluate.failed[id(scene.zoom)] = SceneError(
+            path, ref.line if ref else None, ref.col if ref else None, message
+        )
+    return (
+        evaluate(scene.translate_x, env, "translate_x"),
+        evaluate(scene.translate_y, env, "translate_y"),
+        evaluate(scene.rotate_2d, env, "rotate_2d"),
+        zoom,
+    )

@@ -1,0 +1,37 @@
+"""The state carried from one frame to the next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pytti_engine.image_params.rgb import RGBImage
+
+
+@dataclass
+class RenderState:
+    """Everything frame N+1 needs from frame N.
+
+    Attributes:
+        image: the image parameterization (its tensors are the optimizer's parameters).
+        optimizer: Adam over ``image.parameters()``; its moments carry across frames.
+        step: optimizer steps taken since the start of the render.
+        frame: the last completed frame (0 before the first).
+    """
+
+    image: RGBImage
+    optimizer: torch.optim.Adam
+    step: int = 0
+    frame: int = 0
+
+
+def make_optimizer(image: RGBImage, learning_rate: float) -> torch.optim.Adam:
+    """Adam over the image's parameters (``foreach=False`` keeps CPU results bit-identical everywhere)."""
+    return torch.optim.Adam(image.parameters(), lr=learning_rate, foreach=False)
+
+
+def optimizer_state_tensors(state: RenderState) -> list[dict[str, Any]]:
+    """The per-parameter Adam state dicts (``exp_avg``, ``exp_avg_sq``, ``step``), in parameter order."""
+    return [state.optimizer.state.get(p, {}) for p in state.image.parameters()]

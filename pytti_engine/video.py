@@ -1,0 +1,557 @@
+"""Assemble rendered frames into an MP4 with ffmpeg, and inspect or decode videos.
+
+Every ffmpeg call goes through ffmpeg-python with ``cmd=ffmpeg_exe()``, so the same code runs against a
+system ffmpeg (Debian's brings ``ffprobe``) or the static binary in the ``imageio-ffmpeg`` wheel (which has
+no ``ffprobe``).
+
+Encoding (:func:`assemble_video`):
+
+- The frames are the *explicit* list of files passed in, never a glob, so stale frames in the same folder
+  are never picked up. Each file is decoded with Pillow and piped to ffmpeg as raw RGB, so ffmpeg sees
+  exactly ``len(frames)`` frames at exactly ``settings.fps``.
+- All frames must have the same size. H.264 in ``yuv420p`` needs even dimensions, so a frame with an odd
+  width or height is **padded** (never scaled) to the next even size by repeating its last column and/or
+  row: a 33x33 render becomes a 34x34 video whose top-left 33x33 pixels are the frame.
+- The file is written to a temporary file in the destination folder, fsynced and moved into place with
+  ``os.replace``: a failed encode leaves no partial file (and an older video at ``out`` untouched), and
+  the input frames are only ever read.
+- ``metadata`` becomes MP4 container (global) metadata. Keys the MP4 muxer maps to iTunes atoms
+  (``title``, ``comment``, ...; see ``_ITUNES_KEYS``) are written as such; if any other key is present the
+  muxer's ``use_metadata_tags`` flag is set so custom keys (such as a run manifest) survive.
+
+Probing (:func:`probe_video`) uses ``ffprobe`` when one exists (beside the ffmpeg binary or on ``PATH``),
+otherwise ``ffmpeg`` itself: a stream-copy pass into the ``framecrc`` muxer counts the packets and sums
+their durations, its log gives codec, pixel format and size, and the ``ffmetadata`` muxer gives the
+container metadata in full. Both backends define the values the same way (frames = packets of the first
+video stream, duration = that stream's duration, fps = frames / duration), so they give the same results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import ffmpeg
+import numpy as np
+from PIL import Image
+
+from pytti_engine.errors import FFmpegError, OutputError, PyttiError
+
+ProbeBackend = Literal["auto", "ffprobe", "ffmpeg"]
+
+# Global tags the MP4 muxer writes as iTunes ("ilst") atoms; any other key needs +use_metadata_tags.
+_ITUNES_KEYS = frozenset(
+    {
+        "title",
+        "artist",
+        "album_artist",
+        "composer",
+        "album",
+        "date",
+        "comment",
+        "genre",
+        "copyright",
+        "grouping",
+        "lyrics",
+        "description",
+        "synopsis",
+        "show",
+        "episode_id",
+        "network",
+        "keywords",
+    }
+)
+_ERROR_HEAD_LINES = 3
+_ERROR_TAIL_LINES = 8
+_VIDEO_STREAM_RE = re.compile(
+    r"Stream #\d+:\d+\S*: Video: (?P<codec>[^\s,]+)[^,\n]*, (?P<pix_fmt>[a-z0-9_]+)[^\n]*?, "
+    r"(?P<width>\d+)x(?P<height>\d+)"
+)
+_FFMETADATA_TOKEN_RE = re.compile(r"\\(.)|(=)|(\n)|([^\\=\n]+)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How :func:`assemble_video` encodes.
+
+    Args:
+        fps: frames per second of the output (any positive rate; 29.97 becomes 30000/1001).
+        crf: constant rate factor (lower is better; 18 is visually lossless for libx264).
+        preset: encoder speed/size trade-off (libx264: ``ultrafast`` ... ``veryslow``).
+        codec: ffmpeg encoder name; ``libx264`` is H.264.
+        pix_fmt: output pixel format; ``yuv420p`` plays everywhere.
+    """
+
+    fps: float
+    crf: int = 18
+    preset: str = "medium"
+    codec: str = "libx264"
+    pix_fmt: str = "yuv420p"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise PyttiError(f"fps must be a positive number, got {self.fps!r}")
+        if self.crf < 0:
+            raise PyttiError(f"crf must be >= 0, got {self.crf!r}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` reports about a video's first video stream and its container.
+
+    Args:
+        frames: number of frames (packets) in the stream.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        fps: average frame rate, ``frames / duration``.
+        duration: the stream's duration in seconds.
+        codec: ffmpeg codec name (``h264``).
+        pix_fmt: pixel format (``yuv420p``).
+        metadata: the container's global tags, including the ones the muxer adds itself
+            (``major_brand``, ``minor_version``, ``compatible_brands``, ``encoder``).
+    """
+
+    frames: int
+    width: int
+    height: int
+    fps: float
+    duration: float
+    codec: str
+    pix_fmt: str
+    metadata: dict[str, str]
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary to run.
+
+    ``$FFMPEG_BINARY`` if set (a path or a name on ``PATH``), else ``ffmpeg`` on ``PATH``, else the static
+    binary shipped in the ``imageio-ffmpeg`` wheel.
+
+    Returns:
+        The path of an executable ffmpeg.
+
+    Raises:
+        FFmpegError: ``$FFMPEG_BINARY`` is not an executable, or no ffmpeg can be found at all.
+    """
+    configured = os.environ.get("FFMPEG_BINARY")
+    if configured:
+        resolved = shutil.which(configured)
+        if resolved is None:
+            raise FFmpegError(f"FFMPEG_BINARY={configured!r} is not an executable ffmpeg")
+        return resolved
+    on_path = shutil.which("ffmpeg")
+    if on_path is not None:
+        return on_path
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as e:
+        raise FFmpegError(
+            "no ffmpeg found: install it (apt-get install ffmpeg), pip install imageio-ffmpeg, "
+            "or set FFMPEG_BINARY to an ffmpeg executable"
+        ) from e
+
+
+def assemble_video(
+    frames: Sequence[Path],
+    out: Path,
+    settings: EncodeSettings,
+    *,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Encode the given frame files, in order, into an MP4 at ``out``, atomically.
+
+    Frames with an odd width or height are padded to even by repeating the last column/row (see the
+    module docstring). ``out`` is always an MP4 container, whatever its suffix; its folder is created.
+
+    Args:
+        frames: the frame image files (PNG or anything Pillow reads), in display order; all the same size.
+        out: the video file to write; an existing file is replaced only when the encode succeeds.
+        settings: codec, quality and frame rate.
+        metadata: container tags to write (``{"title": ..., "pytti_manifest": "<json>"}``).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        PyttiError: no frames, a frame file missing or unreadable, frames of different sizes, or a
+            metadata key that cannot be written.
+        OutputError: the destination folder cannot be created or written.
+        FFmpegError: ffmpeg failed; the message carries ffmpeg's own last error lines.
+    """
+    # 1. Check every input before starting ffmpeg.
+    paths = [Path(p) for p in frames]
+    width, height = _common_frame_size(paths)
+    tags = _checked_metadata(metadata or {})
+    out = Path(out)
+    # 2. Encode into a temporary file beside the destination.
+    tmp = _temp_file_beside(out)
+    try:
+        args = _encode_args(tmp, width + width % 2, height + height % 2, settings, tags)
+        _pipe_frames(args, paths, (width, height), out)
+        # 3. Make the bytes durable, then move the file into place in one step.
+        _fsync(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def probe_video(path: Path, *, backend: ProbeBackend = "auto") -> VideoInfo:
+    """Describe a video's first video stream and its container metadata.
+
+    Args:
+        path: the video file.
+        backend: ``"ffprobe"``, ``"ffmpeg"`` (no ffprobe needed), or ``"auto"``: ffprobe when one exists
+            beside the ffmpeg binary or on ``PATH``, else ffmpeg. Both give the same results.
+
+    Returns:
+        A :class:`VideoInfo`.
+
+    Raises:
+        PyttiError: ``path`` does not exist.
+        FFmpegError: the file cannot be read as a video, it has no video stream, or ``backend="ffprobe"``
+            was asked for and there is no ffprobe.
+    """
+    path = _existing_file(path, "video")
+    exe = ffmpeg_exe()
+    ffprobe = _find_ffprobe(exe) if backend != "ffmpeg" else None
+    if backend == "ffprobe" and ffprobe is None:
+        raise FFmpegError("no ffprobe found beside ffmpeg or on PATH (probe with backend='ffmpeg')")
+    if ffprobe is not None:
+        return _probe_with_ffprobe(path, ffprobe)
+    return _probe_with_ffmpeg(path, exe)
+
+
+def read_frames(path: Path) -> np.ndarray:
+    """Decode every frame of a video's first video stream to RGB, in memory.
+
+    Args:
+        path: the video file.
+
+    Returns:
+        ``uint8`` array of shape ``(N, H, W, 3)``; ``H, W`` as displayed (ffmpeg applies rotation tags).
+
+    Raises:
+        PyttiError: ``path`` does not exist.
+        FFmpegError: ffmpeg cannot decode it; the message carries ffmpeg's error lines.
+    """
+    path = _existing_file(path, "video")
+    node = ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24")
+    raw, log = _run(
+        node.global_args("-hide_banner", "-nostdin", "-nostats"), ffmpeg_exe(), f"decoding {path}"
+    )
+    text = log.decode("utf-8", errors="replace")
+    output_at = text.find("Output #0")
+    match = _VIDEO_STREAM_RE.search(text, output_at) if output_at >= 0 else None
+    if match is None:
+        raise FFmpegError(f"decoding {path}: could not find the decoded frame size in ffmpeg's log")
+    width, height = int(match["width"]), int(match["height"])
+    if len(raw) % (width * height * 3):
+        raise FFmpegError(
+            f"decoding {path}: {len(raw)} bytes is not a whole number of {width}x{height} frames"
+        )
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3).copy()  # (N, H, W, 3)
+
+
+# --- encoding helpers ---------------------------------------------------------------------------------
+
+
+def _common_frame_size(paths: list[Path]) -> tuple[int, int]:
+    """Check that every frame exists and all share one size; return that ``(width, height)``."""
+    if not paths:
+        raise PyttiError("cannot assemble a video from an empty list of frames")
+    first = _image_size(paths[0])
+    for path in paths[1:]:
+        size = _image_size(path)
+        if size != first:
+            raise PyttiError(
+                f"frame {path} is {size[0]}x{size[1]} but {paths[0]} is {first[0]}x{first[1]}: "
+                "all frames of a video must have the same size"
+            )
+    return first
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, reading only its header."""
+    _existing_file(path, "frame")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, Image.DecompressionBombError) as e:
+        raise PyttiError(f"cannot read frame {path}: {e}") from e
+
+
+def _load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Decode a frame to ``(H, W, 3)`` uint8 RGB, padded to even sides by edge repetition."""
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    except OSError as e:
+        raise PyttiError(f"cannot read frame {path}: {e}") from e
+    if (rgb.shape[1], rgb.shape[0]) != size:
+        raise PyttiError(f"frame {path} changed size while the video was being encoded")
+    height, width = rgb.shape[:2]
+    return np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")  # (H', W', 3), even sides
+
+
+def _checked_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Return the tags as a plain dict, rejecting keys and values ffmpeg's ``-metadata`` cannot carry."""
+    tags = {str(k): str(v) for k, v in metadata.items()}
+    for key, value in tags.items():
+        if not key or any(c in key for c in "=\n\r\0"):
+            raise PyttiError(f"metadata key {key!r} must be non-empty and contain no '=', newline or NUL")
+        if "\0" in value:
+            raise PyttiError(f"metadata value for {key!r} contains a NUL character")
+    return tags
+
+
+def _temp_file_beside(out: Path) -> Path:
+    """Create an empty hidden temporary file in ``out``'s folder (creating the folder)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".part.mp4")
+    except OSError as e:
+        raise OutputError(f"cannot write the video into {out.parent}: {e}") from e
+    os.close(fd)
+    return Path(name)
+
+
+def _encode_args(
+    tmp: Path, width: int, height: int, settings: EncodeSettings, tags: dict[str, str]
+) -> list[str]:
+    """The ffmpeg argv that reads raw RGB frames from stdin and writes an MP4 to ``tmp``."""
+    rate = Fraction(settings.fps).limit_denominator(1001)
+    movflags = "+faststart" + ("+use_metadata_tags" if set(tags) - _ITUNES_KEYS else "")
+    options: dict[str, Any] = {
+        "format": "mp4",
+        "vcodec": settings.codec,
+        "pix_fmt": settings.pix_fmt,
+        "crf": settings.crf,
+        "preset": settings.preset,
+        "movflags": movflags,
+    }
+    options.update({f"metadata:g:{i}": f"{key}={value}" for i, (key, value) in enumerate(tags.items())})
+    node = ffmpeg.input(
+        "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=str(rate)
+    )
+    node = node.output(str(tmp), **options).global_args("-hide_banner", "-nostats", "-loglevel", "error")
+    return list(node.overwrite_output().compile(cmd=ffmpeg_exe()))
+
+
+def _pipe_frames(args: list[str], paths: list[Path], size: tuple[int, int], out: Path) -> None:
+    """Run the encoder, writing each frame to its stdin; raise FFmpegError with its log if it fails."""
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty ffmpeg can never block on it
+        proc = _start(args, log)
+        assert proc.stdin is not None  # started with stdin=PIPE
+        try:
+            for path in paths:
+                proc.stdin.write(_load_rgb(path, size).tobytes())
+        except BrokenPipeError:
+            pass  # ffmpeg exited early; its exit status and log below say why
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            proc.wait()
+        if proc.returncode != 0:
+            log.seek(0)
+            raise FFmpegError(
+                f"ffmpeg failed (exit {proc.returncode}) encoding {out.name}: {_error_tail(log.read())}"
+            )
+
+
+def _start(args: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start ffmpeg with a stdin pipe and its stderr going to ``log``."""
+    try:
+        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+    except OSError as e:
+        raise FFmpegError(f"cannot run ffmpeg ({args[0]}): {e}") from e
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's bytes to disk."""
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+# --- probing helpers ----------------------------------------------------------------------------------
+
+
+def _find_ffprobe(exe: str) -> str | None:
+    """An ffprobe beside the ffmpeg binary, else on ``PATH``, else ``None``."""
+    sibling = Path(exe).with_name("ffprobe" + Path(exe).suffix)
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return str(sibling)
+    return shutil.which("ffprobe")
+
+
+def _probe_with_ffprobe(path: Path, ffprobe: str) -> VideoInfo:
+    """:func:`probe_video` through ``ffprobe -count_packets``."""
+    try:
+        data = ffmpeg.probe(str(path), cmd=ffprobe, count_packets=None, select_streams="v:0")
+    except ffmpeg.Error as e:
+        raise FFmpegError(f"ffprobe cannot read {path}: {_error_tail(e.stderr)}") from e
+    except OSError as e:
+        raise FFmpegError(f"cannot run ffprobe ({ffprobe}): {e}") from e
+    if not data.get("streams"):
+        raise FFmpegError(f"{path} has no video stream")
+    stream = data["streams"][0]
+    frames = int(stream.get("nb_read_packets", 0))
+    if "duration_ts" in stream:
+        duration = int(stream["duration_ts"]) * Fraction(stream["time_base"])
+    else:
+        duration = Fraction(stream.get("duration") or data.get("format", {}).get("duration") or 0)
+    tags = {str(k): str(v) for k, v in data.get("format", {}).get("tags", {}).items()}
+    return _video_info(frames, duration, stream, tags)
+
+
+def _probe_with_ffmpeg(path: Path, exe: str) -> VideoInfo:
+    """:func:`probe_video` without ffprobe: a ``framecrc`` stream copy plus an ``ffmetadata`` dump."""
+    node = ffmpeg.input(str(path))["v:0"].output("pipe:", format="framecrc", c="copy")
+    packets, log = _run(node.global_args("-hide_banner", "-nostdin", "-nostats"), exe, f"probing {path}")
+    text = log.decode("utf-8", errors="replace")
+    input_part = text.split("Stream mapping:", 1)[0]
+    match = _VIDEO_STREAM_RE.search(input_part)
+    if match is None:
+        raise FFmpegError(f"{path} has no video stream")
+    frames, duration = _count_packets(packets.decode("utf-8", errors="replace"))
+    stream = {
+        "codec_name": match["codec"],
+        "pix_fmt": match["pix_fmt"],
+        "width": match["width"],
+        "height": match["height"],
+    }
+    return _video_info(frames, duration, stream, _container_tags(path, exe, input_part))
+
+
+def _video_info(
+    frames: int, duration: Fraction, stream: Mapping[str, Any], tags: dict[str, str]
+) -> VideoInfo:
+    """Build a VideoInfo; fps is ``frames / duration`` whichever backend measured them."""
+    fps = frames / duration if duration > 0 else Fraction(0)
+    return VideoInfo(
+        frames=frames,
+        width=int(stream["width"]),
+        height=int(stream["height"]),
+        fps=float(fps),
+        duration=float(duration),
+        codec=str(stream["codec_name"]),
+        pix_fmt=str(stream.get("pix_fmt", "")),
+        metadata=tags,
+    )
+
+
+def _count_packets(framecrc: str) -> tuple[int, Fraction]:
+    """Packet count and summed duration (seconds) from ``framecrc`` output of one stream."""
+    time_base = Fraction(0)
+    frames = 0
+    ticks = 0
+    for line in framecrc.splitlines():
+        if line.startswith("#tb 0:"):
+            time_base = Fraction(line.split(":", 1)[1].strip())
+        elif line and not line.startswith("#"):
+            frames += 1
+            ticks += int(line.split(",")[3])  # stream, dts, pts, duration, size, crc
+    return frames, ticks * time_base
+
+
+def _container_tags(path: Path, exe: str, input_log: str) -> dict[str, str]:
+    """Global tags: ffmetadata's full values over the log's (which ffmpeg cuts at 255 characters a line).
+
+    The ffmetadata muxer leaves out ``encoder`` (with ``+bitexact``) and ``creation_time``, so those come
+    from the log of the input.
+    """
+    node = ffmpeg.input(str(path)).output("pipe:", format="ffmetadata", fflags="+bitexact")
+    dump, _ = _run(
+        node.global_args("-hide_banner", "-nostdin", "-loglevel", "error"), exe, f"reading tags of {path}"
+    )
+    return _parse_log_metadata(input_log) | _parse_ffmetadata(dump.decode("utf-8", errors="replace"))
+
+
+def _parse_log_metadata(log: str) -> dict[str, str]:
+    """The ``Metadata:`` block directly under ``Input #0`` in ffmpeg's log."""
+    lines = log.replace("\r", "").split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith("Input #0")]
+    if not starts or starts[0] + 1 >= len(lines) or lines[starts[0] + 1] != "  Metadata:":
+        return {}
+    tags: dict[str, str] = {}
+    last = ""
+    for line in lines[starts[0] + 2 :]:
+        key, sep, value = line[4:].partition(": ")
+        if not line.startswith("    ") or not sep:
+            break
+        if key.strip():
+            last = key.strip()
+            tags[last] = value
+        elif last:
+            tags[last] += "\n" + value  # a continuation line of a multi-line value
+    return tags
+
+
+def _parse_ffmetadata(text: str) -> dict[str, str]:
+    """Global ``key=value`` entries of an ``;FFMETADATA1`` file (``\\`` escapes ``= ; # \\`` and newline)."""
+    tags: dict[str, str] = {}
+    key: str | None = None
+    chars: list[str] = []
+    line_start, skip = True, False
+    for match in _FFMETADATA_TOKEN_RE.finditer(text + "\n"):
+        escaped, equals, newline, plain = match.groups()
+        if newline is not None:
+            if key is not None and not skip:
+                tags[key] = "".join(chars)
+            key, chars, line_start, skip = None, [], True, False
+            continue
+        if line_start and plain is not None and plain[0] == "[":
+            break  # [STREAM] / [CHAPTER] sections follow the global tags
+        skip = skip or (line_start and plain is not None and plain[0] in ";#")
+        line_start = False
+        if equals is not None and key is None:
+            key, chars = "".join(chars), []
+        else:
+            chars.append(escaped if escaped is not None else (equals or plain))
+    return tags
+
+
+# --- shared helpers -----------------------------------------------------------------------------------
+
+
+def _existing_file(path: Path, what: str) -> Path:
+    """``path`` as a Path, or a PyttiError naming it if it is not a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PyttiError(f"{what} file not found: {path}")
+    return path
+
+
+def _run(node: Any, exe: str, what: str) -> tuple[bytes, bytes]:
+    """Run an ffmpeg-python node with the ffmpeg binary ``exe``; return ``(stdout, stderr)``."""
+    try:
+        stdout, stderr = node.run(cmd=exe, capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as e:
+        raise FFmpegError(f"ffmpeg failed {what}: {_error_tail(e.stderr)}") from e
+    except OSError as e:
+        raise FFmpegError(f"cannot run ffmpeg ({exe}): {e}") from e
+    return bytes(stdout), bytes(stderr)
+
+
+def _error_tail(stderr: bytes | None) -> str:
+    """ffmpeg's own error lines: its whole log if short, else its first and last few lines."""
+    text = (stderr or b"").decode("utf-8", errors="replace").replace("\r", "\n")
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if len(lines) > _ERROR_HEAD_LINES + _ERROR_TAIL_LINES:  # the first error is often the cause
+        lines = [*lines[:_ERROR_HEAD_LINES], "...", *lines[-_ERROR_TAIL_LINES:]]
+    return "\n".join(lines) or "(ffmpeg printed nothing)"

@@ -1,0 +1,1 @@
+"""Example scene files (package data, so ``pytti demo`` finds them in any install)."""

@@ -1,0 +1,59 @@
+"""Scenes and models kept resident per process, so they load once per render, not once per frame."""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from pytti_engine.job import build_context, plan_keys
+from pytti_engine.perceptors import Perceptor, load_perceptor
+from pytti_engine.render import RenderContext
+from pytti_engine.rundir import RunPaths
+from pytti_engine.scene import Plan, Scene, build_plan, load_scene
+from tasks.records import RunRef
+
+
+@dataclass(frozen=True)
+class Job:
+    """A loaded render: scene, plan, frame keys and run paths (no models)."""
+
+    scene: Scene
+    plan: Plan
+    keys: tuple[str, ...]
+    paths: RunPaths
+
+
+@lru_cache(maxsize=8)
+def perceptor(model: str, pretrained: str | None, device: str) -> Perceptor:
+    """Load a perceptor once per process and device."""
+    return load_perceptor(model, pretrained, device=torch.device(device))
+
+
+def _cached_perceptor(model: str, pretrained: str | None, device: torch.device) -> Perceptor:
+    return perceptor(model, pretrained, str(device))
+
+
+@lru_cache(maxsize=4)
+def _job(scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str) -> Job:
+    scene = load_scene(scene_path, overrides)
+    plan = build_plan(scene)
+    return Job(scene=scene, plan=plan, keys=tuple(plan_keys(scene, plan)), paths=RunPaths(Path(run_dir)))
+
+
+@lru_cache(maxsize=2)
+def _context(
+    scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str, device: str
+) -> RenderContext:
+    job = _job(scene_path, overrides, scene_sha256, run_dir)
+    return build_context(job.scene, job.plan, torch.device(device), load=_cached_perceptor)
+
+
+def job_for(run: RunRef) -> Job:
+    """The resident :class:`Job` of a run (built on first use in this process)."""
+    return _job(run.scene_path, run.overrides, run.scene_sha256, run.run_dir)
+
+
+def context_for(run: RunRef) -> RenderContext:
+    """The resident render context (perceptors + prompt embeddings) of a run."""
+    return _context(run.scene_path, run.overrides, run.scene_sha256, run.run_dir, run.device)

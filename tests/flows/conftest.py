@@ -1,0 +1,13 @@
+"""A temporary Prefect backend for the orchestration tests (one per session: it costs ~6 s to start)."""
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

@@ -1,0 +1,116 @@
+"""The ``pytti`` command: help, exit codes, and one-line errors for bad input."""
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_lists_the_commands() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("render", "demo", "models"):
+        assert command in proc.stdout
+
+
+def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and "Traceback" not in err, err
+    assert lines[0].startswith("pytti: error: ")
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_missing_scene_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "render", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, "nope.yaml")
+
+
+BAD_SCENES = {
+    "yaml_syntax": ("width: [1, 2\n", "bad.yaml:"),
+    "unknown_key": ("colour: red\n", "colour"),
+    "negative_size": ("width: -5\n", "width"),
+    "missing_init": ("init_image: missing.png\n", "missing.png"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENES))
+def test_bad_scene_exits_2_and_touches_nothing(
+    case: str, capsys: pytest.CaptureFixture[str], write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    body, needle = BAD_SCENES[case]
+    scene = write_scene(body, name="bad.yaml")
+    out = tmp_path / "existing-run"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "000001.png").write_bytes(b"precious")
+    code, _, err = _run(capsys, "render", str(scene), "--out", str(out))
+    _assert_one_line_error(code, err, needle)
+    assert (out / "frames" / "000001.png").read_bytes() == b"precious"
+    assert sorted(p.name for p in out.rglob("*")) == ["000001.png", "frames"]
+
+
+def test_unwritable_output_directory(
+    capsys: pytest.CaptureFixture[str], write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = _run(capsys, "render", str(write_scene()), "--out", str(blocker / "run"))
+    _assert_one_line_error(code, err, "not writable")
+
+
+def test_bad_device(
+    capsys: pytest.CaptureFixture[str], write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    code, _, err = _run(
+        capsys, "render", str(write_scene()), "--out", str(tmp_path / "o"), "--device", "gpu7"
+    )
+    _assert_one_line_error(code, err, "--device")
+
+
+def test_render_command_renders(
+    capsys: pytest.CaptureFixture[str], write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = _run(capsys, "render", str(write_scene(frames=2)), "--out", str(out), "--device", "cpu")
+    assert code == 0
+    assert "done:" in stdout and (out / "scene.mp4").is_file()
+
+
+def test_models_stand_in_writes_a_loadable_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from pytti_engine.perceptors import load_perceptor
+
+    code, stdout, _ = _run(capsys, "models", "stand-in", str(tmp_path / "m"))
+    assert code == 0 and "local-dir:" in stdout
+    size = sum(f.stat().st_size for f in (tmp_path / "m").iterdir())
+    assert size < 10_000_000
+    perceptor = load_perceptor(f"local-dir:{tmp_path / 'm'}")
+    assert perceptor.encode_text(["hello"]).shape[0] == 1
+
+
+def test_models_list_reports_local_availability(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = _run(capsys, "models", "list")
+    assert code == 0
+    assert "ViT-B-32:openai" in stdout and "pairs have weights in the local cache" in stdout
+
+
+def test_models_fetch_offline_fails_fast_with_instructions(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    start = time.perf_counter()
+    code, _, err = _run(capsys, "models", "fetch", "ViT-B-32:openai")
+    assert time.perf_counter() - start < 5
+    _assert_one_line_error(code, err, "ViT-B-32", "local-dir:")
+    code, _, err = _run(capsys, "models", "fetch", "ViT-B-32")
+    _assert_one_line_error(code, err, "MODEL:TAG")
