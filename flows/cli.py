@@ -31,10 +31,11 @@ def _prepare_environment() -> None:
 def _check_render_inputs(scene: Path, out: Path | None, device: str, overrides: Sequence[str]) -> Path:
     """Validate everything a render needs before Prefect or a model is started; returns the run dir."""
     from pytti_engine.devices import resolve_device
+    from pytti_engine.job import check_renderable
     from pytti_engine.rundir import default_run_dir, ensure_writable
-    from pytti_engine.scene import load_scene
+    from pytti_engine.scene import build_plan, load_scene
 
-    load_scene(scene, overrides)
+    check_renderable(build_plan(load_scene(scene, overrides)))
     resolve_device(device)
     run_dir = out if out is not None else default_run_dir(scene)
     ensure_writable(run_dir)

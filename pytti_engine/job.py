@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from pytti_engine.errors import PyttiError
 from pytti_engine.perceptors import Perceptor, load_perceptor
 from pytti_engine.prompts import embed_prompts
 from pytti_engine.render import RenderContext, RenderSettings
@@ -39,6 +40,24 @@ def prompt_texts(plan: Any) -> list[str]:
     return list(dict.fromkeys(p.text for f in plan.frames for p in f.prompts))
 
 
+def check_renderable(plan: Any) -> None:
+    """Refuse, before any model loads, prompt features this engine does not render yet.
+
+    Raises:
+        PyttiError: naming the first frame and prompt that uses an unsupported feature.
+    """
+    for frame in plan.frames:
+        for prompt in frame.prompts:
+            if prompt.image is not None:
+                raise PyttiError(
+                    f"frame {frame.index}: image prompt {prompt.text!r} is not supported by this engine yet"
+                )
+            if prompt.mask is not None:
+                raise PyttiError(
+                    f"frame {frame.index}: prompt {prompt.text!r} has a mask; masks are not supported yet"
+                )
+
+
 def build_context(
     scene: Any, plan: Any, device: torch.device, load: PerceptorLoader = _default_loader
 ) -> RenderContext:
@@ -53,6 +72,7 @@ def build_context(
     Returns:
         The :class:`RenderContext` for :func:`pytti_engine.render.render_frame`.
     """
+    check_renderable(plan)
     perceptors = tuple(load(p.model, p.pretrained, device) for p in scene.perceptors)
     return RenderContext(
         settings=RenderSettings.from_scene(scene),

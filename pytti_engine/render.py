@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,11 +27,11 @@ from pytti_engine.errors import PyttiError
 from pytti_engine.image_params.rgb import RGBImage
 from pytti_engine.io import load_image
 from pytti_engine.losses import prompt_loss
+from pytti_engine.motion import apply_motion
 from pytti_engine.perceptors import Perceptor
 from pytti_engine.prompts import PromptTargets
-from pytti_engine.state import RenderState, make_optimizer, optimizer_state_tensors
+from pytti_engine.state import RenderState, make_optimizer
 from pytti_engine.types import PaddingMode, SamplingMode
-from pytti_engine.warps import Motion2D, warp_2d
 
 
 class PromptLike(Protocol):
@@ -156,25 +155,6 @@ def initial_state(ctx: RenderContext) -> RenderState:
     return RenderState(image=image, optimizer=make_optimizer(image, s.learning_rate))
 
 
-def frame_motion(frame: FrameLike) -> Motion2D:
-    """The 2D camera motion of one frame of the plan."""
-    return Motion2D(
-        translate_x=frame.translate_x, translate_y=frame.translate_y, rotate=frame.rotate_2d, zoom=frame.zoom
-    )
-
-
-@torch.no_grad()
-def warp_state(state: RenderState, motion: Motion2D, settings: RenderSettings) -> None:
-    """Move the image by ``motion``, and Adam's moments with it so they stay aligned with the content."""
-    warp = partial(warp_2d, motion=motion, infill=settings.infill_mode, sampling=settings.sampling_mode)
-    state.image.apply_warp(warp)
-    moment_warp = partial(warp_2d, motion=motion, infill=settings.infill_mode, sampling="bilinear")
-    for param_state in optimizer_state_tensors(state):
-        if "exp_avg" in param_state:
-            param_state["exp_avg"].copy_(moment_warp(param_state["exp_avg"]))
-            param_state["exp_avg_sq"].copy_(moment_warp(param_state["exp_avg_sq"]).clamp_(min=0))
-
-
 def step_loss(
     image: torch.Tensor, frame: FrameLike, ctx: RenderContext, gen: torch.Generator
 ) -> torch.Tensor:
@@ -233,10 +213,8 @@ def render_frame(
     if state is None:
         state = initial_state(ctx)
     # 2. Camera motion (frame 1 shows the initial image unmoved).
-    elif ctx.settings.animation == "2d":
-        motion = frame_motion(frame)
-        if not motion.is_identity():
-            warp_state(state, motion, ctx.settings)
+    else:
+        apply_motion(state, frame, ctx.settings)
     # 3. Optimize.
     loss = optimize_frame(state, frame, ctx, on_step)
     state.frame = frame.index

@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 
 from pytti_engine.devices import resolve_device
 from pytti_engine.io import atomic_write_text, sha256_file
-from pytti_engine.job import plan_keys
+from pytti_engine.job import check_renderable, plan_keys
 from pytti_engine.rundir import RunPaths, default_run_dir, ensure_writable
 from pytti_engine.scene import build_plan, load_scene
 from tasks.records import RunRef
@@ -22,6 +22,7 @@ def prepare_run(scene_path: str, out_dir: str | None, device: str, overrides: tu
     source = Path(scene_path).resolve()
     scene = load_scene(source, overrides)
     plan = build_plan(scene)
+    check_renderable(plan)
     resolved_device = str(resolve_device(device))
     root = Path(out_dir) if out_dir else default_run_dir(source)
     ensure_writable(root)

@@ -114,3 +114,11 @@ def test_models_fetch_offline_fails_fast_with_instructions(capsys: pytest.Captur
     _assert_one_line_error(code, err, "ViT-B-32", "local-dir:")
     code, _, err = _run(capsys, "models", "fetch", "ViT-B-32")
     _assert_one_line_error(code, err, "MODEL:TAG")
+
+
+def test_unsupported_prompt_feature_is_refused_before_rendering(
+    capsys: pytest.CaptureFixture[str], write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    body = 'scenes:\n  - prompts: "a cat:1_l"\n    frames: 2\n'
+    code, _, err = _run(capsys, "render", str(write_scene(body)), "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, "mask")

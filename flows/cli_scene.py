@@ -1,0 +1,160 @@
+"""Scene commands of the ``pytti`` CLI: ``validate``, ``plan``, ``import-pytti`` and ``schema``.
+
+``flows/cli.py`` calls :func:`register` with its sub-parsers. Each command's ``func`` takes the parsed
+``argparse.Namespace`` and returns the exit code: 0 done, 2 bad input (the message goes to stderr,
+without a traceback). Nothing here imports prefect or torch; ``--plot`` imports matplotlib only when
+it is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pytti_engine.errors import SceneError, SceneErrors
+from pytti_engine.scene import Plan, Scene, build_plan, load_scene
+from pytti_engine.scene.json_schema import scene_json_schema_text
+from pytti_engine.scene.pytti_import import import_pytti_config
+from pytti_engine.scene.report import plan_columns, plan_csv, plan_table, summary
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _report(error: SceneError) -> int:
+    count = len(error.errors) if isinstance(error, SceneErrors) else 1
+    print(str(error), file=sys.stderr)
+    if count > 1:
+        print(f"{count} errors", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _load_and_plan(args: argparse.Namespace) -> tuple[Scene, Plan]:
+    scene = load_scene(args.scene, args.set)
+    return scene, build_plan(scene, name=str(args.scene))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``pytti validate SCENE``: load, compile and evaluate every frame; print ``ok: ...`` or all errors."""
+    try:
+        scene, plan = _load_and_plan(args)
+    except SceneError as e:
+        return _report(e)
+    print(summary(scene, plan))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``pytti plan SCENE [--csv FILE] [--plot FILE.png]``: every value of every frame."""
+    try:
+        _, plan = _load_and_plan(args)
+    except SceneError as e:
+        return _report(e)
+    if args.plot:
+        code = _plot(plan, Path(args.plot))
+        if code != EXIT_OK:
+            return code
+    if args.csv:
+        try:
+            Path(args.csv).write_text(plan_csv(plan), encoding="utf-8")
+        except OSError as e:
+            return _fail(f"{args.csv}: cannot write CSV: {e.strerror or e}")
+    print(plan_table(plan, max_rows=args.rows))
+    return EXIT_OK
+
+
+def _plot(plan: Plan, out: Path) -> int:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return _fail("--plot needs matplotlib, which is not installed: pip install matplotlib")
+    table = plan_columns(plan)
+    t = [row[1] for row in table.rows]
+    fig, (motion, prompts) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    for axis, names in ((motion, table.names[3:7]), (prompts, table.names[7:])):
+        for name in names:
+            i = table.names.index(name)
+            axis.plot(t, [float("nan") if row[i] is None else row[i] for row in table.rows], label=name)
+        if names:
+            axis.legend(fontsize="small", loc="best")
+    motion.set_title("camera")
+    prompts.set_title("prompts")
+    prompts.set_xlabel("t (s)")
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as e:
+        return _fail(f"{out}: cannot write plot: {e.strerror or e}")
+    finally:
+        plt.close(fig)
+    return EXIT_OK
+
+
+def cmd_import_pytti(args: argparse.Namespace) -> int:
+    """``pytti import-pytti PYTTI.yaml -o SCENE.yaml``: convert a pytti-core config, then validate it."""
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        return _fail(f"{out}: already exists (use --force to overwrite)")
+    try:
+        text, warnings = import_pytti_config(args.config)
+    except SceneError as e:
+        return _report(e)
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        return _fail(f"{out}: cannot write: {e.strerror or e}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        scene = load_scene(out)
+        plan = build_plan(scene, name=str(out))
+    except SceneError as e:
+        _report(e)
+        return _fail(f"wrote {out}, but it does not validate yet: edit it, then run 'pytti validate {out}'")
+    print(f"wrote {out} ({summary(scene, plan).removeprefix('ok: ')})")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """``pytti schema``: print the scene file's JSON Schema."""
+    sys.stdout.write(scene_json_schema_text())
+    return EXIT_OK
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scene key (repeatable)"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``validate``, ``plan``, ``import-pytti`` and ``schema`` to the ``pytti`` parser."""
+    validate = subparsers.add_parser("validate", help="check a scene file and evaluate every frame")
+    validate.add_argument("scene", help="the scene YAML file")
+    _add_set(validate)
+    validate.set_defaults(func=cmd_validate)
+
+    plan = subparsers.add_parser("plan", help="print every value of every frame")
+    plan.add_argument("scene", help="the scene YAML file")
+    plan.add_argument("--csv", metavar="FILE", help="also write the full plan as CSV")
+    plan.add_argument("--plot", metavar="FILE.png", help="also plot the curves (needs matplotlib)")
+    plan.add_argument("--rows", type=int, default=60, help="show at most about this many frames (default 60)")
+    _add_set(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    convert = subparsers.add_parser("import-pytti", help="convert a pytti-core config into a scene file")
+    convert.add_argument("config", help="the pytti-core YAML config")
+    convert.add_argument("-o", "--output", required=True, metavar="SCENE.yaml", help="the scene file to write")
+    convert.add_argument("--force", action="store_true", help="overwrite the output file")
+    convert.set_defaults(func=cmd_import_pytti)
+
+    schema = subparsers.add_parser("schema", help="print the scene file's JSON Schema")
+    schema.set_defaults(func=cmd_schema)
