@@ -15,7 +15,11 @@ from pytti_engine.errors import ModelLoadError, PyttiError
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 # Prefect reads these when it is first imported; keep runs local and quiet unless the user says otherwise.
-_PREFECT_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+_PREFECT_DEFAULTS = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "pytti_engine",
+}
 
 
 def _error(message: str) -> int:
@@ -48,7 +52,10 @@ def _run_render(scene: Path, out: Path | None, device: str, overrides: Sequence[
     except PyttiError as e:
         return _error(str(e))
     _prepare_environment()
+    from flows import progress
     from flows.render_scene import RenderParams, render_scene
+
+    progress.install()
 
     params = RenderParams(
         scene_path=str(scene), out_dir=str(run_dir), device=device, overrides=list(overrides)
@@ -69,6 +76,10 @@ def _run_render(scene: Path, out: Path | None, device: str, overrides: Sequence[
 
 def cmd_render(args: argparse.Namespace) -> int:
     """``pytti render SCENE``."""
+    if args.sweep:
+        from flows.cli_deploy import cmd_sweep
+
+        return cmd_sweep(args)
     return _run_render(Path(args.scene), Path(args.out) if args.out else None, args.device, args.set)
 
 
@@ -175,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scene key"
     )
+    render.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="render every combination (repeatable)",
+    )
     render.set_defaults(func=cmd_render)
 
     demo = sub.add_parser("demo", help="render the bundled demo scene to renders/demo/demo.mp4")
@@ -203,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         cli_scene.register(sub)
+    from flows import cli_motion
+
+    cli_motion.register(sub)
+    from flows import cli_deploy, cli_runs
+
+    cli_deploy.register(sub)
+    cli_runs.register(sub)
     return parser
 
 

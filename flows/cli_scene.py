@@ -80,7 +80,9 @@ def _plot(plan: Plan, out: Path) -> int:
     table = plan_columns(plan)
     t = [row[1] for row in table.rows]
     fig, (motion, prompts) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
-    for axis, names in ((motion, table.names[3:7]), (prompts, table.names[7:])):
+    prompt_names = [n for n in table.names[3:] if n.startswith(("weight[", "stop["))]
+    camera_names = [n for n in table.names[3:] if n not in prompt_names]
+    for axis, names in ((motion, camera_names), (prompts, prompt_names)):
         for name in names:
             i = table.names.index(name)
             axis.plot(t, [float("nan") if row[i] is None else row[i] for row in table.rows], label=name)
@@ -152,7 +154,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     convert = subparsers.add_parser("import-pytti", help="convert a pytti-core config into a scene file")
     convert.add_argument("config", help="the pytti-core YAML config")
-    convert.add_argument("-o", "--output", required=True, metavar="SCENE.yaml", help="the scene file to write")
+    convert.add_argument(
+        "-o", "--output", required=True, metavar="SCENE.yaml", help="the scene file to write"
+    )
     convert.add_argument("--force", action="store_true", help="overwrite the output file")
     convert.set_defaults(func=cmd_import_pytti)
 

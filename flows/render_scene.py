@@ -5,44 +5,64 @@ pydantic parameters (PrefectHQ/prefect#19447).
 """
 
 import time
+from pathlib import Path
 
 from prefect import flow
-from pydantic import BaseModel, Field
 
-from tasks.records import RenderSummary
-from tasks.render import render_frame_task
+from flows.params import RenderParams, render_run_name, resolve_scene
+from pytti_engine.rundir import RunLock
+from tasks.audio import prepare_media_task
+from tasks.publish import frame_done_update, publish_summary, start_progress, write_manifest_task
+from tasks.records import FrameRecord, RenderSummary, RunRef
+from tasks.render import render_frame_task, results_dir
+from tasks.resident import job_for
 from tasks.scene import prepare_run
 from tasks.video import assemble_video_task
 
 
-class RenderParams(BaseModel):
-    """Parameters of one render (the Prefect UI shows them as a form)."""
-
-    scene_path: str = Field(description="Path to the YAML scene file")
-    out_dir: str | None = Field(default=None, description="Run directory (default: renders/<scene stem>)")
-    device: str = Field(
-        default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto, cpu or cuda:N"
-    )
-    overrides: list[str] = Field(default_factory=list, description="Scene overrides, KEY=VALUE (as --set)")
-
-
-@flow(name="render-scene", flow_run_name="render-{params.scene_path}")
+@flow(name="render-scene", flow_run_name=render_run_name)
 def render_scene(params: RenderParams) -> RenderSummary:
     """Validate → plan → frame 1 … frame N (each from the previous checkpoint) → assemble."""
     start = time.perf_counter()
-    run = prepare_run(params.scene_path, params.out_dir, params.device, tuple(params.overrides))
-    prev = None
-    rendered = skipped = 0
-    for index in range(1, run.frame_count + 1):
-        prev = render_frame_task(run, index, prev)
-        skipped += prev.skipped
-        rendered += not prev.skipped
-    video = assemble_video_task(run, wait_for=[prev] if prev else None)
+    source = resolve_scene(params)  # inline scene text: validated (file:line errors), then written out
+    prepare_media_task(source.scene_path, source.overrides)  # encoders + audio bands, once (issue 7)
+    run = prepare_run(source.scene_path, source.out_dir, params.device, source.overrides)
+    frame_task = render_frame_task.with_options(
+        result_storage=results_dir(run), timeout_seconds=params.frame_timeout_s
+    )
+    records: list[FrameRecord] = []
+    with RunLock(Path(run.run_dir)):  # a second render into the same directory is refused
+        progress = start_progress(run)
+        every = max(1, run.frame_count // 8)
+        prev = None
+        for index in range(1, run.frame_count + 1):
+            state = frame_task(run, index, prev, return_state=True)
+            prev = state.result()  # raises the frame's error: the flow fails at this frame
+            if state.name == "Cached" and not prev.skipped:
+                prev = prev.model_copy(update={"skipped": True})
+            records.append(prev)
+            frame_done_update(run, progress, prev, every)
+        metadata = write_manifest_task(run)
+        video = assemble_video_task(run, metadata=metadata)
+    publish_summary(run, records, video, plan_rows(run))
+    kept = sum(r.skipped for r in records)
     return RenderSummary(
         run_dir=run.run_dir,
         video=video,
         frames=run.frame_count,
-        rendered=rendered,
-        skipped=skipped,
+        rendered=len(records) - kept,
+        skipped=kept,
         seconds=time.perf_counter() - start,
     )
+
+
+def plan_rows(run: RunRef, limit: int = 200) -> list[dict[str, object]]:
+    """At most ``limit`` evenly spaced rows of the plan, for the UI."""
+    frames = job_for(run).plan.frames
+    step = max(1, -(-len(frames) // limit))
+    rows: list[dict[str, object]] = []
+    for f in frames[::step]:
+        row: dict[str, object] = {k: v for k, v in f.to_dict().items() if isinstance(v, int | float)}
+        row["prompts"] = " | ".join(f"{p.text}:{p.weight:g}" for p in f.prompts)
+        rows.append(row)
+    return rows

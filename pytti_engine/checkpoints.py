@@ -11,7 +11,7 @@ import torch
 
 from pytti_engine import __version__
 from pytti_engine.errors import PyttiError
-from pytti_engine.image_params.rgb import RGBImage
+from pytti_engine.image_params import image_from_state
 from pytti_engine.io import atomic_write_bytes
 from pytti_engine.state import RenderState, make_optimizer
 
@@ -45,6 +45,7 @@ def checkpoint_bytes(state: RenderState, meta: CheckpointMeta) -> bytes:
         "format": CHECKPOINT_FORMAT,
         "engine_version": __version__,
         "image_kind": state.image.kind,
+        "image_config": state.image.config.to_dict(),
         "image": state.image.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "frame": meta.frame,
@@ -101,9 +102,10 @@ def load_checkpoint(
         The state and its metadata.
     """
     p = read_checkpoint(path)
-    if p["image_kind"] != RGBImage.kind:
-        raise CheckpointError(f"{path}: image model {p['image_kind']!r} is not supported by this engine")
-    image = RGBImage(p["image"]["pixels"].to(device))
+    try:
+        image = image_from_state(p["image_kind"], p.get("image_config"), p["image"], device)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild image model {p.get('image_kind')!r}: {e}") from e
     optimizer = make_optimizer(image, learning_rate)
     optimizer.load_state_dict(p["optimizer"])
     for group in optimizer.param_groups:

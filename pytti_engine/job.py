@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from pytti_engine.devices import make_generator
 from pytti_engine.errors import PyttiError
+from pytti_engine.motion import MotionRuntime, motion_fingerprint
+from pytti_engine.io import load_image
+from pytti_engine.losses import hsv_target
 from pytti_engine.perceptors import Perceptor, load_perceptor
-from pytti_engine.prompts import embed_prompts
+from pytti_engine.prompts import (
+    DirectTarget,
+    ImagePromptTarget,
+    PromptTargets,
+    embed_image_prompt,
+    embed_prompts,
+)
 from pytti_engine.render import RenderContext, RenderSettings
 from pytti_engine.rundir import frame_keys
 
@@ -22,26 +34,62 @@ def _default_loader(model: str, pretrained: str | None, device: torch.device) ->
 
 def render_fingerprint(scene: Any) -> dict[str, Any]:
     """Every setting that affects pixels, JSON-friendly (the base of the frame keys)."""
-    return {
+    fingerprint = {
         "render": RenderSettings.from_scene(scene).fingerprint(),
         "perceptors": [
             {"model": p.model, "pretrained": p.pretrained, "weight": p.weight} for p in scene.perceptors
         ],
     }
+    return {**fingerprint, **motion_fingerprint(scene)}  # motion adds nothing for off/2d scenes
 
 
-def plan_keys(scene: Any, plan: Any) -> list[str]:
-    """The frame keys of a plan, known before anything renders."""
-    return frame_keys(render_fingerprint(scene), (f.to_dict() for f in plan.frames))
+def plan_keys(scene: Any, plan: Any, base_keys: Sequence[str] = ()) -> list[str]:
+    """The frame keys of a plan, known before anything renders (``base_keys``: a fork's frames)."""
+    return frame_keys(render_fingerprint(scene), (f.to_dict() for f in plan.frames), base_keys=base_keys)
 
 
 def prompt_texts(plan: Any) -> list[str]:
-    """Every distinct prompt text used anywhere in the plan, in first-use order."""
-    return list(dict.fromkeys(p.text for f in plan.frames for p in f.prompts))
+    """Every distinct text to embed (text prompts and text masks), in first-use order."""
+    texts: list[str] = []
+    for frame in plan.frames:
+        for p in frame.prompts:
+            if p.image is None:
+                texts.append(p.text)
+            if p.mask is not None and p.mask.kind == "text":
+                texts.append(p.mask.value)
+    return list(dict.fromkeys(texts))
+
+
+def image_prompt_sources(plan: Any) -> list[str]:
+    """Every distinct semantic image prompt source of the plan, in first-use order."""
+    return list(dict.fromkeys(p.image for f in plan.frames for p in f.prompts if p.image is not None))
+
+
+def image_mask_sources(plan: Any) -> list[tuple[str, bool]]:
+    """Every distinct ``(image mask source, inverted)`` of the plan, in first-use order."""
+    return list(
+        dict.fromkeys(
+            (p.mask.value, p.mask.inverted)
+            for f in plan.frames
+            for p in f.prompts
+            if p.mask is not None and p.mask.kind == "image"
+        )
+    )
+
+
+def _check_local_picture(source: str, what: str, frame: int, prompt: str) -> None:
+    if source.startswith(("http://", "https://")):
+        raise PyttiError(
+            f"frame {frame}: prompt {prompt!r}: {what} {source} is a URL; download it and use the file path"
+        )
+    if not Path(source).is_file():
+        raise PyttiError(f"frame {frame}: prompt {prompt!r}: {what} not found: {source}")
 
 
 def check_renderable(plan: Any) -> None:
-    """Refuse, before any model loads, prompt features this engine does not render yet.
+    """Refuse, before any model loads, prompt features this engine does not render.
+
+    Semantic image prompts and image masks must be local files; video masks are not supported.
 
     Raises:
         PyttiError: naming the first frame and prompt that uses an unsupported feature.
@@ -49,19 +97,66 @@ def check_renderable(plan: Any) -> None:
     for frame in plan.frames:
         for prompt in frame.prompts:
             if prompt.image is not None:
+                _check_local_picture(prompt.image, "image prompt", frame.index, prompt.text)
+            mask = prompt.mask
+            if mask is None:
+                continue
+            if mask.kind == "video":
                 raise PyttiError(
-                    f"frame {frame.index}: image prompt {prompt.text!r} is not supported by this engine yet"
+                    f"frame {frame.index}: prompt {prompt.text!r} has a video mask ({mask.value}); video "
+                    "masks are not supported yet: use an image mask _[mask.png]"
                 )
-            if prompt.mask is not None:
-                raise PyttiError(
-                    f"frame {frame.index}: prompt {prompt.text!r} has a mask; masks are not supported yet"
-                )
+            if mask.kind == "image":
+                _check_local_picture(mask.value, "image mask", frame.index, prompt.text)
+
+
+def build_targets(
+    perceptors: tuple[Perceptor, ...], plan: Any, settings: RenderSettings, device: torch.device
+) -> PromptTargets:
+    """Embed and load everything the prompts compare against, once per scene.
+
+    Image prompts are embedded from ``cutouts`` cutouts per perceptor drawn from a generator seeded by
+    (seed, source), at the render's size. Image masks are loaded in grey at the image size.
+    """
+    size = (settings.width, settings.height)
+    text = embed_prompts(perceptors, prompt_texts(plan))
+    # The stored cutouts are a full step's worth, so every micro-batch finds distinct partners.
+    full = [replace(settings.cutout_config(p.input_size), cutouts=settings.cutouts) for p in perceptors]
+
+    def embed(source: str | Path) -> ImagePromptTarget:
+        gen = make_generator(settings.seed, 0, f"image-prompt:{source}")
+        return embed_image_prompt(perceptors, load_image(Path(source), size, device=device), full, gen)
+
+    images = {source: embed(source) for source in image_prompt_sources(plan)}
+    masks = {}
+    for source, inverted in image_mask_sources(plan):
+        grey = load_image(Path(source), size, device=device).mean(dim=1)[0]  # (H, W)
+        masks[(source, inverted)] = 1 - grey if inverted else grey
+    direct = tuple(
+        DirectTarget(hsv_target(load_image(path, size, device=device)), weight, stop)
+        for path, weight, stop in settings.direct_image_prompts
+    )
+    init_direct = init_image = None
+    if settings.init_image is not None and settings.direct_init_weight:
+        hsv = hsv_target(load_image(settings.init_image, size, device=device))
+        init_direct = DirectTarget(hsv, settings.direct_init_weight)
+    if settings.init_image is not None and settings.semantic_init_weight:
+        init_image = embed(settings.init_image)
+    return PromptTargets(
+        texts=text.texts,
+        embeds=text.embeds,
+        images=images,
+        masks=masks,
+        direct=direct,
+        init_direct=init_direct,
+        init_image=init_image,
+    )
 
 
 def build_context(
     scene: Any, plan: Any, device: torch.device, load: PerceptorLoader = _default_loader
 ) -> RenderContext:
-    """Load the scene's perceptors (through ``load``) and embed every prompt once.
+    """Load the scene's perceptors (through ``load``) and compute every prompt target once.
 
     Args:
         scene: the validated scene.
@@ -73,11 +168,13 @@ def build_context(
         The :class:`RenderContext` for :func:`pytti_engine.render.render_frame`.
     """
     check_renderable(plan)
+    settings = RenderSettings.from_scene(scene)
     perceptors = tuple(load(p.model, p.pretrained, device) for p in scene.perceptors)
     return RenderContext(
-        settings=RenderSettings.from_scene(scene),
+        settings=settings,
         perceptors=perceptors,
         perceptor_weights=tuple(float(p.weight) for p in scene.perceptors),
-        targets=embed_prompts(perceptors, prompt_texts(plan)),
+        targets=build_targets(perceptors, plan, settings, device),
         device=device,
+        motion=MotionRuntime.from_scene(scene, device),
     )

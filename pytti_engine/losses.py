@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from kornia.color import rgb_to_hsv
 from torch import Tensor
 
 from pytti_engine.checks import check_shape
@@ -84,21 +85,64 @@ def spherical_distance(x: Tensor, y: Tensor) -> Tensor:
     return 2 * torch.arcsin((chord / 2).clamp(max=1.0)) ** 2
 
 
-def prompt_loss(embeds: Tensor, target: Tensor, weight: float | Tensor, stop: float | None = None) -> Tensor:
-    """PyTTI's weighted prompt loss with its stop gate.
+def gated_loss(
+    distance: Tensor, weight: float | Tensor, stop: float | None = None, mask_stop: Tensor | None = None
+) -> Tensor:
+    """PyTTI's weighted loss with its stop gate, on per-item distances (``Prompt.forward``).
 
-    With ``d`` the spherical distance of each cutout embedding to the target and ``s = sign(weight)``,
-    the value is ``mean(|weight| · s · d)``: a positive weight pulls the cutouts toward the target and
-    a negative one pushes them away. The stop is a gradient gate, not an early exit: a cutout only
-    contributes a gradient while ``s · d >= stop``. So a positive prompt stops pulling once its
+    With ``s = sign(weight)`` the value is ``mean(|weight| · s · distance)``: a positive weight pulls
+    toward the target and a negative one pushes away. The stop is a gradient gate, not an early exit:
+    an item only contributes a gradient while ``s · distance >= threshold`` with
+    ``threshold = max(stop, mask_stop + min(s, 0))``. So a positive prompt stops pulling once its
     distance falls below ``stop``, and a negative prompt (stop in ``[-1, 0]``, e.g. ``-0.9``) stops
     pushing once its distance exceeds ``|stop|``. The value is the same with or without the gate.
+
+    Args:
+        distance: :math:`(N,)` distances (cutouts, or a single loss value as :math:`(1,)`).
+        weight: a float, or :math:`(N,)` per-item weights (image masks).
+        stop: the prompt's gate threshold; ``None`` for no gate.
+        mask_stop: :math:`(N,)` per-item gate thresholds from a mask (``+inf`` blocks an item,
+            ``-inf`` leaves it alone), or ``None``.
+
+    Returns:
+        Scalar loss (mean over the items).
+
+    Raises:
+        ShapeError: on mismatched shapes.
+    """
+    check_shape(distance, "N")
+    w = torch.as_tensor(weight, device=distance.device, dtype=distance.dtype)
+    if w.dim() > 0:
+        check_shape(w, "N")
+        if w.shape[0] != distance.shape[0]:
+            raise ShapeError(f"expected {distance.shape[0]} per-item weights, got {w.shape[0]}")
+    sign = torch.sign(w)
+    signed = distance * sign  # (N,)
+    if stop is None and mask_stop is None:
+        return (w.abs() * signed).mean()
+    threshold = torch.full_like(signed, -math.inf if stop is None else stop)
+    if mask_stop is not None:
+        check_shape(mask_stop, "N")
+        threshold = torch.maximum(threshold, mask_stop.to(signed) + sign.clamp(max=0))
+    gated = torch.where(signed >= threshold, signed, signed.detach())  # no gradient below the stop
+    return (w.abs() * replace_grad(signed, gated)).mean()
+
+
+def prompt_loss(
+    embeds: Tensor,
+    target: Tensor,
+    weight: float | Tensor,
+    stop: float | None = None,
+    mask_stop: Tensor | None = None,
+) -> Tensor:
+    """PyTTI's weighted prompt loss: :func:`gated_loss` of the spherical distances to one target.
 
     Args:
         embeds: :math:`(N, D)` cutout embeddings.
         target: :math:`(D,)` or :math:`(1, D)` prompt embedding.
         weight: prompt weight; a float, or an :math:`(N,)` tensor of per-cutout weights (for masks).
         stop: the gate threshold; ``None`` for no gate.
+        mask_stop: :math:`(N,)` per-cutout thresholds from a mask, or ``None``.
 
     Returns:
         Scalar loss (mean over the cutouts).
@@ -115,15 +159,40 @@ def prompt_loss(embeds: Tensor, target: Tensor, weight: float | Tensor, stop: fl
     target_2d = target.reshape(1, -1) if target.dim() == 1 else target
     check_shape(target_2d, "1 D")
     distance = spherical_distance(embeds, target_2d)[:, 0]  # (N,)
-    w = torch.as_tensor(weight, device=distance.device, dtype=distance.dtype)
-    if w.dim() > 0:
-        check_shape(w, "N")
-        if w.shape[0] != distance.shape[0]:
-            raise ShapeError(f"expected {distance.shape[0]} per-cutout weights, got {w.shape[0]}")
-    signed = distance * torch.sign(w)  # (N,)
-    threshold = -math.inf if stop is None else stop
-    gated = torch.where(signed >= threshold, signed, signed.detach())  # no gradient below the stop
-    return (w.abs() * replace_grad(signed, gated)).mean()
+    return gated_loss(distance, weight, stop, mask_stop)
+
+
+def paired_spherical_distance(x: Tensor, y: Tensor) -> Tensor:
+    """Row-wise ``2·arcsin(|x̂−ŷ|/2)²`` of two :math:`(N, D)` embedding sets -> :math:`(N,)`."""
+    check_shape(x, "N D")
+    if x.shape != y.shape:
+        raise ShapeError(f"paired embeddings differ in shape: {tuple(x.shape)} and {tuple(y.shape)}")
+    chord = (F.normalize(x, dim=-1) - F.normalize(y, dim=-1)).norm(dim=-1)
+    return 2 * torch.arcsin((chord / 2).clamp(max=1.0)) ** 2
+
+
+def hsv_target(pixels: Tensor) -> Tensor:
+    """:math:`(B, 5, H, W)` ``[R, G, B, S, V]`` of an RGB image :math:`(B, 3, H, W)` in [0, 1] (PyTTI's HSV space)."""
+    hsv = rgb_to_hsv(pixels.clamp(0, 1))
+    return torch.cat([pixels, hsv[:, 1:]], dim=1)
+
+
+def hsv_mse(image: Tensor, target: Tensor) -> Tensor:
+    """PyTTI's direct-image (``HSVLoss``) distance: MSE over ``[R, G, B, S, V]``.
+
+    Args:
+        image: :math:`(1, 3, H, W)` in [0, 1].
+        target: :math:`(1, 5, H, W)` from :func:`hsv_target` (computed
+            once per target picture).
+
+    Returns:
+        Scalar loss.
+    """
+    check_shape(image, "1 3 H W")
+    check_shape(target, "1 5 H W")
+    if image.shape[-2:] != target.shape[-2:]:
+        raise ShapeError(f"target is {tuple(target.shape[-2:])}, image is {tuple(image.shape[-2:])}")
+    return F.mse_loss(hsv_target(image), target)
 
 
 def tv_loss(image: Tensor) -> Tensor:

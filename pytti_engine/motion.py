@@ -1,25 +1,45 @@
 """Camera motion between frames: what happens to the state at a frame boundary, by animation mode.
 
-``apply_motion`` is the one entry point the renderer calls before optimizing frame N (N > 1). It moves
-the image, and the optimizer's per-pixel moments with it, so Adam's statistics stay aligned with
-the content they were accumulated on.
+``apply_motion`` is the one entry point the renderer (and ``pytti preview``) calls before optimizing
+frame N (N > 1). It moves the image, and the optimizer's per-pixel moments with it, so Adam's statistics
+stay aligned with the content they were accumulated on. It returns what stabilization losses compare
+against (:class:`MotionOutcome`).
+
+Modes: ``off`` keeps the image; ``2d`` applies the frame's affine motion about the centre
+(:mod:`pytti_engine.warps.affine`); ``3d`` reprojects through the depth of the previous image
+(:mod:`pytti_engine.warps.warp3d`, depth from :class:`~pytti_engine.depth.DepthProvider`); ``video``
+warps by the optical flow between source frames and re-initializes occluded pixels from the source
+(:mod:`pytti_engine.video_source`). The resources 3D and video need (the depth model, the decoded video
+and its flows) live in a :class:`MotionRuntime` built once per render.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
+from pytti_engine.depth import DepthProvider, load_depth_model
+from pytti_engine.errors import PyttiError
 from pytti_engine.state import RenderState, optimizer_state_tensors
 from pytti_engine.types import PaddingMode, SamplingMode
-from pytti_engine.warps import Motion2D, warp_2d
+from pytti_engine.warps import Motion2D, sample_pixels, warp_2d
+from pytti_engine.warps.warp3d import Motion3D, reprojection_grid
+
+Warp = Callable[[Tensor], Tensor]
 
 
 class MotionFrame(Protocol):
-    """The motion values of one frame of the plan."""
+    """The motion values of one frame of the plan (``zoom_x``, ``zoom_y``, ``translate_z`` and
+    ``rotate_3d`` are read when present, with identity defaults)."""
 
+    @property
+    def index(self) -> int: ...
     @property
     def translate_x(self) -> float: ...
     @property
@@ -41,30 +61,231 @@ class MotionSettings(Protocol):
     def sampling_mode(self) -> SamplingMode: ...
 
 
+@dataclass(frozen=True)
+class CameraSettings:
+    """The 3D camera of a scene (see :mod:`pytti_engine.warps.warp3d` for the conventions).
+
+    Attributes:
+        field_of_view: vertical, degrees in (0, 180).
+        near_plane: depth in pixels of the nearest point.
+        far_plane: depth in pixels of the farthest point.
+        lock_camera: remove the mean image motion.
+        depth_model: a model folder / hub id, ``"flat"``, or ``None`` (not 3D).
+    """
+
+    field_of_view: float = 60.0
+    near_plane: float = 200.0
+    far_plane: float = 10000.0
+    lock_camera: bool = True
+    depth_model: str | None = None
+
+    @classmethod
+    def from_scene(cls, scene: Any) -> CameraSettings:
+        """Pick the camera settings out of a validated ``Scene``."""
+        return cls(
+            field_of_view=float(scene.field_of_view),
+            near_plane=float(scene.near_plane),
+            far_plane=float(scene.far_plane),
+            lock_camera=bool(scene.lock_camera),
+            depth_model=scene.depth_model,
+        )
+
+
+@dataclass(frozen=True)
+class MotionOutcome:
+    """What the motion step leaves for the frame's stabilization losses.
+
+    Attributes:
+        target: :math:`(1, 3, H, W)` the image right after the motion (detached): the warped previous
+            frame, or the video's re-initialized frame.
+        valid: :math:`(1, 1, H, W)` 1 where the target is reliable (flow not occluded), or ``None``.
+        source: :math:`(1, 3, H, W)` the current source-video frame (video mode), or ``None``.
+    """
+
+    target: Tensor
+    valid: Tensor | None = None
+    source: Tensor | None = None
+
+
+@dataclass
+class MotionRuntime:
+    """Resources motion needs beyond the plan, built once per render (holds loaded models and caches).
+
+    Attributes:
+        camera: the 3D camera settings.
+        depth: depth for ``animation: 3d`` (``None`` otherwise).
+        video: the decoded source video and its flows for ``animation: video`` (``None`` otherwise).
+    """
+
+    camera: CameraSettings
+    depth: DepthProvider | None = None
+    video: Any = None  # pytti_engine.video_source.VideoSource (imported lazily: it needs opencv)
+
+    @classmethod
+    def from_scene(cls, scene: Any, device: torch.device) -> MotionRuntime:
+        """Load what ``scene``'s animation mode needs (the depth model for 3D, the video for video).
+
+        Raises:
+            ModelLoadError: the depth model or the flow backend cannot be loaded.
+        """
+        camera = CameraSettings.from_scene(scene)
+        depth = None
+        if scene.animation == "3d" or _uses_depth_loss(scene):
+            estimator = None
+            if camera.depth_model not in (None, "flat"):
+                estimator = load_depth_model(str(camera.depth_model), device)
+            depth = DepthProvider(estimator, camera.near_plane, camera.far_plane, camera.field_of_view)
+        video = None
+        if scene.animation == "video":
+            from pytti_engine.video_source import VideoSource
+
+            video = VideoSource.from_scene(scene, device)
+        return cls(camera=camera, depth=depth, video=video)
+
+    def initial_image(self) -> Tensor | None:
+        """The start image motion implies when the scene has no ``init_image`` (video: the first source
+        frame), or ``None``."""
+        return None if self.video is None else self.video.source(1)
+
+
+def _uses_depth_loss(scene: Any) -> bool:
+    stab = getattr(scene, "stabilization", None)
+    return stab is not None and not (stab.depth.is_constant and stab.depth.value == 0)
+
+
+def motion_fingerprint(scene: Any) -> dict[str, Any]:
+    """The motion settings that affect pixels beyond the plan's per-frame values (for frame keys).
+
+    Empty for ``off``/``2d`` scenes, so their frame keys do not change.
+    """
+    out: dict[str, Any] = {}
+    if scene.animation == "3d":
+        camera = CameraSettings.from_scene(scene)
+        out["camera"] = {**camera.__dict__}
+    if scene.animation == "video":
+        out["video"] = {
+            "video_path": str(scene.video_path),
+            "frame_stride": scene.frame_stride,
+            "flow_model": scene.flow_model,
+            "flow_weights": None if scene.flow_weights is None else str(scene.flow_weights),
+            "reencode_each_frame": scene.reencode_each_frame,
+        }
+    masks = {k: str(v) for k, v in scene.stabilization.model_dump().items() if k.endswith("_mask") and v}
+    if masks:
+        out["stabilization_masks"] = masks
+    return out
+
+
 def frame_motion(frame: MotionFrame) -> Motion2D:
     """The 2D camera motion of one frame of the plan."""
     return Motion2D(
-        translate_x=frame.translate_x, translate_y=frame.translate_y, rotate=frame.rotate_2d, zoom=frame.zoom
+        translate_x=frame.translate_x,
+        translate_y=frame.translate_y,
+        rotate=frame.rotate_2d,
+        zoom=frame.zoom,
+        zoom_x=float(getattr(frame, "zoom_x", 1.0)),
+        zoom_y=float(getattr(frame, "zoom_y", 1.0)),
+    )
+
+
+def frame_motion_3d(frame: MotionFrame) -> Motion3D:
+    """The 3D camera motion of one frame of the plan."""
+    return Motion3D(
+        translate_x=frame.translate_x,
+        translate_y=frame.translate_y,
+        translate_z=float(getattr(frame, "translate_z", 0.0)),
+        rotate=tuple(float(v) for v in getattr(frame, "rotate_3d", (0.0, 0.0, 0.0))),
     )
 
 
 @torch.no_grad()
-def warp_state_2d(state: RenderState, motion: Motion2D, infill: PaddingMode, sampling: SamplingMode) -> None:
-    """Move the image by ``motion``, and Adam's moments with it (bilinear; second moments kept >= 0)."""
-    state.image.apply_warp(partial(warp_2d, motion=motion, infill=infill, sampling=sampling))
-    moment_warp = partial(warp_2d, motion=motion, infill=infill, sampling="bilinear")
+def warp_state(state: RenderState, image_warp: Warp, moment_warp: Warp) -> None:
+    """Move the image by ``image_warp`` and Adam's moments by ``moment_warp`` (second moments kept >= 0)."""
+    state.image.apply_warp(image_warp)
     for param_state in optimizer_state_tensors(state):
         if "exp_avg" in param_state:
             param_state["exp_avg"].copy_(moment_warp(param_state["exp_avg"]))
             param_state["exp_avg_sq"].copy_(moment_warp(param_state["exp_avg_sq"]).clamp_(min=0))
 
 
-def apply_motion(state: RenderState, frame: MotionFrame, settings: MotionSettings) -> None:
+@torch.no_grad()
+def warp_state_2d(state: RenderState, motion: Motion2D, infill: PaddingMode, sampling: SamplingMode) -> None:
+    """Move the image by ``motion``, and Adam's moments with it (bilinear)."""
+    image_warp = partial(warp_2d, motion=motion, infill=infill, sampling=sampling)
+    warp_state(state, image_warp, partial(warp_2d, motion=motion, infill=infill, sampling="bilinear"))
+
+
+def grid_warp(grid: Tensor, infill: PaddingMode, sampling: SamplingMode) -> Warp:
+    """A warp by a fixed backward ``grid`` (pixel coordinates of the grid's own size).
+
+    A tensor of another size (a low-resolution image parameter) is warped by the grid resized to it,
+    with its pixel coordinates scaled by the size ratio.
+    """
+
+    def warp(x: Tensor) -> Tensor:
+        g = grid
+        if x.shape[-2:] != grid.shape[1:3]:
+            g = _resize_grid(grid, (int(x.shape[-2]), int(x.shape[-1])))
+        return sample_pixels(x, g.to(x.device), padding=infill, sampling=sampling)
+
+    return warp
+
+
+def _resize_grid(grid: Tensor, size: tuple[int, int]) -> Tensor:
+    """A pixel-coordinate grid ``(B, H, W, 2)`` resampled to ``size`` with coordinates rescaled."""
+    height, width = grid.shape[1:3]
+    scale = grid.new_tensor([(size[1] - 1) / max(width - 1, 1), (size[0] - 1) / max(height - 1, 1)])
+    resized = F.interpolate(grid.permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=True)
+    return resized.permute(0, 2, 3, 1) * scale
+
+
+def grid_3d(image: Tensor, motion: Motion3D, runtime: MotionRuntime) -> Tensor:
+    """The 3D backward grid for ``image``: its depth (cached), moved by ``translate_z``, reprojected.
+
+    The new frame's depth is approximated by the previous frame's minus ``translate_z`` (exact for a
+    forward move toward a plane facing the camera; rotations do not depend on depth).
+    """
+    if runtime.depth is None:
+        raise PyttiError("animation: 3d needs a depth provider (MotionRuntime.from_scene builds it)")
+    depth = runtime.depth.depth(image)
+    floor = 1e-3 * runtime.camera.near_plane
+    moved = (depth - motion.translate_z).clamp_min(floor)
+    camera = runtime.camera
+    return reprojection_grid(moved, motion, camera.field_of_view, lock_camera=camera.lock_camera)
+
+
+def apply_motion(
+    state: RenderState, frame: MotionFrame, settings: MotionSettings, runtime: MotionRuntime | None = None
+) -> MotionOutcome:
     """Advance ``state`` across the boundary into ``frame`` according to ``settings.animation``.
 
-    ``off`` keeps the image; ``2d`` applies the frame's affine motion about the centre.
+    Args:
+        state: the state after the previous frame; changed in place.
+        frame: the frame being entered (its plan values).
+        settings: animation mode, infill and sampling.
+        runtime: depth / video resources; required for ``3d`` and ``video``.
+
+    Returns:
+        The stabilization target (the image right after the motion) and, for video, the valid mask and
+        source frame.
+
+    Raises:
+        PyttiError: ``3d``/``video`` without a runtime.
     """
+    infill, sampling = settings.infill_mode, settings.sampling_mode
     if settings.animation == "2d":
         motion = frame_motion(frame)
         if not motion.is_identity():
-            warp_state_2d(state, motion, settings.infill_mode, settings.sampling_mode)
+            warp_state_2d(state, motion, infill, sampling)
+    elif settings.animation == "3d":
+        motion3 = frame_motion_3d(frame)
+        if not motion3.is_identity():
+            if runtime is None:
+                raise PyttiError("animation: 3d needs a MotionRuntime (depth model)")
+            grid = grid_3d(state.image.decode().detach(), motion3, runtime)
+            warp_state(state, grid_warp(grid, infill, sampling), grid_warp(grid, infill, "bilinear"))
+    elif settings.animation == "video":
+        if runtime is None or runtime.video is None:
+            raise PyttiError("animation: video needs a MotionRuntime with the source video")
+        return runtime.video.advance(state, frame.index, infill, sampling)
+    return MotionOutcome(target=state.image.decode().detach().clone())

@@ -3,16 +3,25 @@
 ``render_frame(state, frame, ctx)`` is the unit the orchestration layer calls once per frame:
 
 1. start from the previous frame's state (or make the initial image for frame 1);
-2. warp the image (and the optimizer's per-pixel moments) by this frame's camera motion;
+2. optionally reset Adam (``reset_lr_each_frame``), then warp the image (and the optimizer's
+   per-pixel moments) by this frame's camera motion;
 3. run ``steps_per_frame`` optimizer steps against the frame's prompts, with randomness drawn from
    a generator seeded by (seed, frame) so a resumed render repeats itself exactly;
-4. return the new state, the image and the last loss.
+4. return the new state, the output image (the EMA when enabled) and the last loss.
+
+One step (:func:`optimize_step`): decode the image model once; for each of
+``gradient_accumulation_steps`` micro-batches, every perceptor draws its own cutouts of the decoded
+image, embeds them (bf16 autocast on CUDA) and adds the prompt losses; the gradients of the
+micro-batches accumulate on a detached copy of the decoded image, which is then back-propagated into
+the image model once, together with the image-level losses (TV smoothing, direct image prompts, init
+image, palette regularisers). Then one Adam step, projection into range, and the EMA update.
 
 Progress goes out through ``on_step(StepEvent)``; nothing here logs to a UI or writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,18 +29,39 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from torch import Tensor
 
-from pytti_engine.cutouts import CutoutConfig, sample_cutouts
+from pytti_engine.cutouts import CutoutConfig, Cutouts, sample_cutouts
 from pytti_engine.devices import make_generator
 from pytti_engine.errors import PyttiError
-from pytti_engine.image_params.rgb import RGBImage
+from pytti_engine.image_params import ImageConfig, ImageParam, PaletteImage, make_image
 from pytti_engine.io import load_image
-from pytti_engine.losses import prompt_loss
-from pytti_engine.motion import apply_motion
+from pytti_engine.losses import gated_loss, hsv_mse, paired_spherical_distance, prompt_loss, tv_loss
+from pytti_engine.masks import image_mask_weights, position_mask_stop, text_mask_stop
+from pytti_engine.motion import MotionRuntime, apply_motion
 from pytti_engine.perceptors import Perceptor
-from pytti_engine.prompts import PromptTargets
+from pytti_engine.prompts import (
+    IMAGE_PROMPT_OFFSET,
+    DirectTarget,
+    ImagePromptTarget,
+    PromptTargets,
+    match_cutouts,
+)
 from pytti_engine.state import RenderState, make_optimizer
-from pytti_engine.types import PaddingMode, SamplingMode
+from pytti_engine.types import BorderMode, PaddingMode, SamplingMode
+
+
+class MaskLike(Protocol):
+    """What the renderer reads of a prompt's mask (``pytti_engine.scene.MaskValue``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    @property
+    def inverted(self) -> bool: ...
+    @property
+    def cutoff(self) -> float | None: ...
 
 
 class PromptLike(Protocol):
@@ -43,6 +73,10 @@ class PromptLike(Protocol):
     def weight(self) -> float: ...
     @property
     def stop(self) -> float | None: ...
+    @property
+    def image(self) -> str | None: ...
+    @property
+    def mask(self) -> MaskLike | None: ...
 
 
 class FrameLike(Protocol):
@@ -77,6 +111,26 @@ class RenderSettings:
     infill_mode: PaddingMode
     sampling_mode: SamplingMode
     init_image: Path | None = None
+    image_model: str = "unlimited_palette"
+    pixel_size: int = 1
+    palette_size: int = 5
+    palettes: int = 20
+    gamma: float = 1.0
+    hdr_weight: float = 0.01
+    palette_normalization_weight: float = 0.2
+    random_initial_palette: bool = False
+    target_palette: Path | None = None
+    lock_palette: bool = False
+    ema_decay: float | None = None
+    smoothing_weight: float = 0.0
+    direct_init_weight: float = 0.0
+    semantic_init_weight: float = 0.0
+    direct_image_prompts: tuple[tuple[Path, float, float | None], ...] = ()
+    reset_lr_each_frame: bool = False
+    gradient_accumulation_steps: int = 1
+    cutout_border: float = 0.25
+    border_mode: BorderMode = "clamp"
+    mixed_precision: bool = True
 
     @classmethod
     def from_scene(cls, scene: Any) -> RenderSettings:
@@ -93,12 +147,70 @@ class RenderSettings:
             infill_mode=scene.infill_mode,
             sampling_mode=scene.sampling_mode,
             init_image=scene.init_image,
+            image_model=scene.image_model,
+            pixel_size=scene.pixel_size,
+            palette_size=scene.palette_size,
+            palettes=scene.palettes,
+            gamma=scene.gamma,
+            hdr_weight=scene.hdr_weight,
+            palette_normalization_weight=scene.palette_normalization_weight,
+            random_initial_palette=scene.random_initial_palette,
+            target_palette=scene.target_palette,
+            lock_palette=scene.lock_palette,
+            ema_decay=scene.ema_decay,
+            smoothing_weight=scene.smoothing_weight,
+            direct_init_weight=scene.direct_init_weight,
+            semantic_init_weight=scene.semantic_init_weight,
+            direct_image_prompts=tuple((p.image, p.weight, p.stop) for p in scene.direct_image_prompts),
+            reset_lr_each_frame=scene.reset_lr_each_frame,
+            gradient_accumulation_steps=scene.gradient_accumulation_steps,
+            cutout_border=scene.cutout_border,
+            border_mode=scene.border_mode,
+            mixed_precision=scene.mixed_precision,
         )
+
+    @property
+    def image_config(self) -> ImageConfig:
+        """The image model's config."""
+        return ImageConfig(
+            image_model="limited_palette" if self.image_model == "limited_palette" else "unlimited_palette",
+            width=self.width,
+            height=self.height,
+            pixel_size=self.pixel_size,
+            palette_size=self.palette_size,
+            palettes=self.palettes,
+            gamma=self.gamma,
+            hdr_weight=self.hdr_weight,
+            palette_normalization_weight=self.palette_normalization_weight,
+            random_initial_palette=self.random_initial_palette,
+            lock_palette=self.lock_palette,
+            ema_decay=self.ema_decay,
+        )
+
+    def cutout_config(self, cut_size: int) -> CutoutConfig:
+        """The cutout config of one micro-batch for a perceptor with input size ``cut_size``."""
+        return CutoutConfig(
+            cutouts=self.cutouts // self.gradient_accumulation_steps,
+            cut_pow=self.cut_pow,
+            cut_size=cut_size,
+            cutout_border=self.cutout_border,
+            border_mode=self.border_mode,
+        )
+
+    def init_losses_active(self, frame_index: int) -> bool:
+        """Whether ``direct_init_weight``/``semantic_init_weight`` act on a frame.
+
+        As in PyTTI, where they act only before the first warp: on every frame without animation, on
+        frame 1 only when the image moves between frames.
+        """
+        return self.animation == "off" or frame_index == 1
 
     def fingerprint(self) -> dict[str, Any]:
         """JSON-friendly values that determine pixels (used in frame keys)."""
         d = dict(self.__dict__)
         d["init_image"] = str(self.init_image) if self.init_image else None
+        d["target_palette"] = str(self.target_palette) if self.target_palette else None
+        d["direct_image_prompts"] = [[str(p), w, s] for p, w, s in self.direct_image_prompts]
         return d
 
 
@@ -117,13 +229,14 @@ StepCallback = Callable[[StepEvent], None]
 
 @dataclass(frozen=True)
 class RenderContext:
-    """Everything constant across frames: settings, loaded perceptors and prompt embeddings."""
+    """Everything constant across frames: settings, loaded perceptors and prompt targets."""
 
     settings: RenderSettings
     perceptors: tuple[Perceptor, ...]
     perceptor_weights: tuple[float, ...]
     targets: PromptTargets
     device: torch.device
+    motion: MotionRuntime | None = None  # depth model / source video / stabilization (pytti_engine.motion)
 
 
 @dataclass(frozen=True)
@@ -132,66 +245,255 @@ class FrameResult:
 
     Attributes:
         state: the state after this frame (the same object that was passed in, advanced).
-        image: (1, 3, H, W) image in [0, 1], detached.
+        image: (1, 3, H, W) output image in [0, 1] (the EMA when enabled), detached.
         loss: the total loss of the frame's last step (``nan`` when no step ran).
         seconds: wall time of the frame.
     """
 
     state: RenderState
-    image: torch.Tensor
+    image: Tensor
     loss: float
     seconds: float
 
 
+class OutOfMemoryError(PyttiError):
+    """The device ran out of memory during a step; the message names the settings that reduce it."""
+
+
 def initial_state(ctx: RenderContext) -> RenderState:
-    """The state before frame 1: the init image, or uniform noise drawn from (seed, frame 0)."""
+    """The state before frame 1: the init image, or noise drawn from (seed, frame 0)."""
     s = ctx.settings
+    gen = make_generator(s.seed, 0, "init")
+    init = None
     if s.init_image is not None:
-        pixels = load_image(s.init_image, (s.width, s.height), device=ctx.device)
-    else:
-        gen = make_generator(s.seed, 0, "init")
-        pixels = torch.rand(1, 3, s.height, s.width, generator=gen).to(ctx.device)
-    image = RGBImage(pixels)
+        init = load_image(s.init_image, (s.width, s.height), device=ctx.device)
+    elif ctx.motion is not None:
+        init = ctx.motion.initial_image()  # video mode: the first source frame
+    image = make_image(s.image_config, gen, ctx.device, init)
+    if s.target_palette is not None and isinstance(image, PaletteImage):
+        image.set_target_palette(load_image(s.target_palette, (s.width, s.height), device=ctx.device), gen)
     return RenderState(image=image, optimizer=make_optimizer(image, s.learning_rate))
 
 
-def step_loss(
-    image: torch.Tensor, frame: FrameLike, ctx: RenderContext, gen: torch.Generator
-) -> torch.Tensor:
-    """Total prompt loss of one step: every perceptor, its own cutouts, every prompt of the frame."""
+def _autocast(ctx: RenderContext) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast for the perceptor forward on CUDA (when ``mixed_precision``), else nothing."""
+    if ctx.device.type == "cuda" and ctx.settings.mixed_precision:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _prompt_term(
+    prompt: PromptLike, weight: float, embeds: Tensor, cuts: Cutouts, index: int, targets: PromptTargets
+) -> Tensor:
+    """One prompt's loss on one perceptor's cutouts (mask and image prompt included)."""
+    mask, mask_stop, w = prompt.mask, None, torch.as_tensor(weight)
+    if mask is not None:
+        if mask.kind == "position":
+            mask_stop = position_mask_stop(mask.value, cuts.offsets, cuts.sizes, mask.cutoff)
+        elif mask.kind == "text":
+            mask_stop = text_mask_stop(embeds, targets.lookup(index, mask.value), mask.cutoff)
+        elif mask.kind == "image":
+            w = weight * image_mask_weights(
+                targets.masks[(mask.value, mask.inverted)], cuts.offsets, cuts.sizes
+            )
+        else:
+            raise PyttiError(f"prompt {prompt.text!r}: {mask.kind} masks are not supported by this engine")
+    if prompt.image is not None:
+        return image_prompt_loss(targets.images[prompt.image], index, embeds, cuts, w, prompt.stop, mask_stop)
+    return prompt_loss(embeds, targets.lookup(index, prompt.text), w, prompt.stop, mask_stop)
+
+
+def image_prompt_loss(
+    target: ImagePromptTarget,
+    index: int,
+    embeds: Tensor,
+    cuts: Cutouts,
+    weight: float | Tensor,
+    stop: float | None,
+    mask_stop: Tensor | None = None,
+) -> Tensor:
+    """A semantic image prompt's loss: pair cutouts by position, distance + 0.7, then the stop gate.
+
+    Args:
+        target: the embedded picture.
+        index: the perceptor's index.
+        embeds: :math:`(N, D)` this step's cutout embeddings.
+        cuts: this step's cutouts (for their centres).
+        weight: the prompt weight, or :math:`(N,)` per-cutout weights.
+        stop: the prompt's stop, or ``None``.
+        mask_stop: :math:`(N,)` gate from a mask, or ``None``.
+
+    Returns:
+        Scalar loss.
+    """
+    pairs = match_cutouts(target.offsets[index], cuts.offsets)
+    stored = target.embeds[index].index_select(0, pairs.to(target.embeds[index].device))
+    distance = paired_spherical_distance(embeds, stored.to(embeds)) + IMAGE_PROMPT_OFFSET
+    return gated_loss(distance, weight, stop, mask_stop)
+
+
+def perceptor_loss(image: Tensor, frame: FrameLike, ctx: RenderContext, gen: torch.Generator) -> Tensor:
+    """Prompt loss of one micro-batch: every perceptor, its own cutouts, every prompt of the frame.
+
+    Perceptor losses are combined by their relative weights (normalized to sum 1).
+
+    Args:
+        image: (1, 3, H, W) the decoded image.
+        frame: this frame of the plan.
+        ctx: the render context.
+        gen: the step generator.
+
+    Returns:
+        Scalar loss.
+    """
     total = image.new_zeros(())
+    norm = sum(abs(w) for w in ctx.perceptor_weights) or 1.0
+    semantic_init = (
+        ctx.targets.init_image
+        if ctx.targets.init_image is not None
+        and ctx.settings.semantic_init_weight
+        and ctx.settings.init_losses_active(frame.index)
+        else None
+    )
+    active = [p for p in frame.prompts if p.weight != 0]
+    if not active and semantic_init is None:
+        return total
     for i, perceptor in enumerate(ctx.perceptors):
-        config = CutoutConfig(
-            cutouts=ctx.settings.cutouts, cut_pow=ctx.settings.cut_pow, cut_size=perceptor.input_size
-        )
-        cuts = sample_cutouts(image, config, gen)
-        embeds = perceptor.encode_image(cuts.images)
-        for prompt in frame.prompts:
-            target = ctx.targets.lookup(i, prompt.text).to(embeds.device)
-            total = total + ctx.perceptor_weights[i] * prompt_loss(embeds, target, prompt.weight, prompt.stop)
+        cuts = sample_cutouts(image, ctx.settings.cutout_config(perceptor.input_size), gen)
+        with _autocast(ctx):
+            embeds = perceptor.encode_image(cuts.images)
+        embeds = embeds.float()
+        share = ctx.perceptor_weights[i] / norm
+        for prompt in active:
+            total = total + share * _prompt_term(prompt, prompt.weight, embeds, cuts, i, ctx.targets)
+        if semantic_init is not None:
+            weight = ctx.settings.semantic_init_weight
+            total = total + share * image_prompt_loss(semantic_init, i, embeds, cuts, weight, None)
     return total
+
+
+def _direct_loss(image: Tensor, target: DirectTarget) -> Tensor:
+    value = hsv_mse(image, target.hsv).reshape(1)
+    return gated_loss(value, target.weight, target.stop)
+
+
+def image_loss(image: Tensor, model: ImageParam, frame: FrameLike, ctx: RenderContext) -> Tensor | None:
+    """The image-level losses of a step (computed once per step, not per micro-batch).
+
+    TV smoothing (``smoothing_weight``), direct image prompts, the direct init loss, and the image
+    model's own regularisers (palette losses).
+
+    Args:
+        image: (1, 3, H, W) the decoded image.
+        model: the image model (for its regularisers).
+        frame: this frame of the plan.
+        ctx: the render context.
+
+    Returns:
+        Scalar loss, or ``None`` when there is none.
+    """
+    s, terms = ctx.settings, []
+    if s.smoothing_weight:
+        terms.append(s.smoothing_weight * tv_loss(image))
+    terms += [_direct_loss(image, t) for t in ctx.targets.direct if t.weight]
+    init = ctx.targets.init_direct
+    if init is not None and init.weight and s.init_losses_active(frame.index):
+        terms.append(_direct_loss(image, init))
+    regularization = model.regularization()
+    if regularization is not None:
+        terms.append(regularization)
+    if not terms:
+        return None
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def optimize_step(state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator) -> float:
+    """One optimizer step in place (see the module docstring); returns the step's total loss.
+
+    Raises:
+        PyttiError: the loss is not finite.
+        OutOfMemoryError: the device ran out of memory.
+    """
+    try:
+        return _optimize_step(state, frame, ctx, gen)
+    except torch.OutOfMemoryError as e:
+        raise OutOfMemoryError(_oom_message(ctx, e)) from e
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e) and "out of memory" not in str(e):
+            raise
+        raise OutOfMemoryError(_oom_message(ctx, e)) from e
+
+
+def _oom_message(ctx: RenderContext, error: BaseException) -> str:
+    s = ctx.settings
+    names = ", ".join(p.name for p in ctx.perceptors)
+    return (
+        f"out of memory on {ctx.device} ({type(error).__name__}) rendering {s.width}x{s.height} with "
+        f"cutouts: {s.cutouts}, gradient_accumulation_steps: {s.gradient_accumulation_steps}, "
+        f"perceptors: {names}. To use less memory: raise gradient_accumulation_steps (it must divide "
+        "cutouts), lower cutouts, lower width/height, use fewer or smaller perceptors, or keep "
+        "mixed_precision: true on CUDA."
+    )
+
+
+def _optimize_step(state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator) -> float:
+    image = state.image
+    state.optimizer.zero_grad(set_to_none=True)
+    decoded = image.decode()
+    # The micro-batches' gradients accumulate on a detached copy, so the image model is decoded and
+    # back-propagated once per step whatever gradient_accumulation_steps is.
+    leaf = decoded.detach().requires_grad_(True)
+    steps = ctx.settings.gradient_accumulation_steps
+    value = decoded.new_zeros(())
+    for _ in range(steps):
+        loss = perceptor_loss(leaf, frame, ctx, gen) / steps
+        if loss.requires_grad:
+            loss.backward()
+        value = value + loss.detach()
+    extra = image_loss(decoded, image, frame, ctx)
+    outputs: list[Tensor] = []
+    grads: list[Tensor | None] = []
+    if leaf.grad is not None and decoded.requires_grad:
+        outputs.append(decoded)
+        grads.append(leaf.grad)
+    if extra is not None:
+        value = value + extra.detach()
+        if extra.requires_grad:
+            outputs.append(extra)
+            grads.append(None)
+    if not torch.isfinite(value):
+        raise PyttiError(f"frame {frame.index}: the loss is {value.item()} (not finite)")
+    if outputs:
+        torch.autograd.backward(outputs, grads)
+    state.optimizer.step()
+    image.project_()
+    image.update_average_()
+    state.step += 1
+    return float(value)
 
 
 def optimize_frame(
     state: RenderState, frame: FrameLike, ctx: RenderContext, on_step: StepCallback | None = None
 ) -> float:
     """Run the frame's optimizer steps in place; returns the last step's loss (``nan`` if none ran)."""
-    steps = ctx.settings.steps_per_frame if frame.prompts else 0
+    steps = ctx.settings.steps_per_frame if _has_losses(frame, ctx) else 0
     gen = make_generator(ctx.settings.seed, frame.index, "steps")
     loss_value = float("nan")
     for k in range(1, steps + 1):
-        state.optimizer.zero_grad(set_to_none=True)
-        loss = step_loss(state.image.decode(), frame, ctx, gen)
-        if not torch.isfinite(loss):
-            raise PyttiError(f"frame {frame.index}, step {k}: the loss is {loss.item()} (not finite)")
-        loss.backward()
-        state.optimizer.step()
-        state.image.project_()
-        state.step += 1
-        loss_value = float(loss.detach())
+        loss_value = optimize_step(state, frame, ctx, gen)
         if on_step is not None:
             on_step(StepEvent(frame=frame.index, step=k, steps=steps, loss=loss_value))
     return loss_value
+
+
+def _has_losses(frame: FrameLike, ctx: RenderContext) -> bool:
+    """Whether a frame has anything to optimize (prompts, direct targets or init losses)."""
+    s = ctx.settings
+    init = s.init_losses_active(frame.index) and bool(s.direct_init_weight or s.semantic_init_weight)
+    return bool(frame.prompts) or bool(ctx.targets.direct) or init
 
 
 def render_frame(
@@ -206,19 +508,22 @@ def render_frame(
         on_step: called after every optimizer step.
 
     Returns:
-        The advanced state, the image and the last loss.
+        The advanced state, the output image and the last loss.
     """
     start = time.perf_counter()
     # 1. Start from the previous frame, or the initial image.
     if state is None:
         state = initial_state(ctx)
-    # 2. Camera motion (frame 1 shows the initial image unmoved).
     else:
-        apply_motion(state, frame, ctx.settings)
+        # 2. Fresh Adam moments if asked (before the warp, so there are no moments to move), then motion
+        #    (frame 1 shows the initial image unmoved).
+        if ctx.settings.reset_lr_each_frame:
+            state.optimizer = make_optimizer(state.image, ctx.settings.learning_rate)
+        apply_motion(state, frame, ctx.settings, ctx.motion)
     # 3. Optimize.
     loss = optimize_frame(state, frame, ctx, on_step)
     state.frame = frame.index
-    image = state.image.decode().detach().clone()
+    image = state.image.decode_output()
     return FrameResult(state=state, image=image, loss=loss, seconds=time.perf_counter() - start)
 
 

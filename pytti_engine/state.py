@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from pytti_engine.image_params.rgb import RGBImage
+from pytti_engine.image_params.base import ImageParam
 
 
 @dataclass
@@ -15,23 +15,29 @@ class RenderState:
     """Everything frame N+1 needs from frame N.
 
     Attributes:
-        image: the image parameterization (its tensors are the optimizer's parameters).
-        optimizer: Adam over ``image.parameters()``; its moments carry across frames.
+        image: the image model (its tensors are the optimizer's parameters; it holds its EMA and
+            locked palette too).
+        optimizer: Adam over ``image.parameters()``; its moments carry across frames unless
+            ``reset_lr_each_frame`` is set.
         step: optimizer steps taken since the start of the render.
         frame: the last completed frame (0 before the first).
     """
 
-    image: RGBImage
+    image: ImageParam
     optimizer: torch.optim.Adam
     step: int = 0
     frame: int = 0
 
 
-def make_optimizer(image: RGBImage, learning_rate: float) -> torch.optim.Adam:
+def make_optimizer(image: ImageParam, learning_rate: float) -> torch.optim.Adam:
     """Adam over the image's parameters (``foreach=False`` keeps CPU results bit-identical everywhere)."""
     return torch.optim.Adam(image.parameters(), lr=learning_rate, foreach=False)
 
 
 def optimizer_state_tensors(state: RenderState) -> list[dict[str, Any]]:
-    """The per-parameter Adam state dicts (``exp_avg``, ``exp_avg_sq``, ``step``), in parameter order."""
-    return [state.optimizer.state.get(p, {}) for p in state.image.parameters()]
+    """The Adam state dicts (``exp_avg``, ``exp_avg_sq``, ``step``) of the image's *spatial* parameters.
+
+    These are (1, C, h, w) grids that move with the image when it is warped; non-spatial parameters
+    (a palette) are left out.
+    """
+    return [state.optimizer.state.get(p, {}) for p in state.image.spatial_parameters()]

@@ -36,9 +36,10 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any, Literal
 
 import ffmpeg
@@ -48,6 +49,27 @@ from PIL import Image
 from pytti_engine.errors import FFmpegError, OutputError, PyttiError
 
 ProbeBackend = Literal["auto", "ffprobe", "ffmpeg"]
+Container = Literal["mp4", "webm", "gif"]
+
+#: The scene's ``output.codec`` names -> ffmpeg encoders.
+CODEC_ENCODERS: Mapping[str, str] = MappingProxyType(
+    {"h264": "libx264", "h265": "libx265", "vp9": "libvpx-vp9"}
+)
+# x264-style preset names -> libvpx-vp9 -cpu-used (0 = slowest/best ... 5 = fastest with -deadline good)
+_VP9_CPU_USED: Mapping[str, int] = MappingProxyType(
+    {
+        "ultrafast": 5,
+        "superfast": 5,
+        "veryfast": 4,
+        "faster": 4,
+        "fast": 3,
+        "medium": 2,
+        "slow": 1,
+        "slower": 1,
+        "veryslow": 0,
+        "placebo": 0,
+    }
+)
 
 # Global tags the MP4 muxer writes as iTunes ("ilst") atoms; any other key needs +use_metadata_tags.
 _ITUNES_KEYS = frozenset(
@@ -88,8 +110,12 @@ class EncodeSettings:
         fps: frames per second of the output (any positive rate; 29.97 becomes 30000/1001).
         crf: constant rate factor (lower is better; 18 is visually lossless for libx264).
         preset: encoder speed/size trade-off (libx264: ``ultrafast`` ... ``veryslow``).
-        codec: ffmpeg encoder name; ``libx264`` is H.264.
+        codec: ffmpeg encoder name: ``libx264`` (H.264), ``libx265`` (H.265) or ``libvpx-vp9`` (VP9) get
+            their own quality options; any other encoder gets ``-crf`` and ``-preset`` as given.
         pix_fmt: output pixel format; ``yuv420p`` plays everywhere.
+        interpolate_to: motion-interpolate to this frame rate with ffmpeg's ``minterpolate`` (mci); the
+            last frame is held one frame longer first, so N frames at ``fps`` become about
+            ``N * interpolate_to / fps - 1`` frames.
     """
 
     fps: float
@@ -97,12 +123,77 @@ class EncodeSettings:
     preset: str = "medium"
     codec: str = "libx264"
     pix_fmt: str = "yuv420p"
+    interpolate_to: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise PyttiError(f"fps must be a positive number, got {self.fps!r}")
         if self.crf < 0:
             raise PyttiError(f"crf must be >= 0, got {self.crf!r}")
+        rate = self.interpolate_to
+        if rate is not None and not (math.isfinite(rate) and rate > self.fps):
+            raise PyttiError(f"interpolate_to must be above fps ({self.fps:g}), got {rate!r}")
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """A sound file to mux into a video.
+
+    Args:
+        path: any file ffmpeg reads with an audio stream.
+        offset: seconds into the file where the video starts.
+    """
+
+    path: Path
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class VideoOutputs:
+    """Every video a run produces from its frames (the scene's ``output:``; docs/outputs.md).
+
+    Args:
+        settings: the main MP4's encoding (its frame rate is the playback rate of the frames).
+        audio: sound to mux into the MP4 and WebM, cut to the video's length.
+        loop: play the (boomeranged) sequence this many times.
+        boomerang: play the frames forward, then backward without repeating the end frames.
+        gif: also write a palette-optimized, endlessly looping GIF (no interpolation, no sound).
+        webm: also write a VP9 WebM (Opus sound), at the same crf and interpolation.
+    """
+
+    settings: EncodeSettings
+    audio: AudioTrack | None = None
+    loop: int = 1
+    boomerang: bool = False
+    gif: bool = False
+    webm: bool = False
+
+    @classmethod
+    def from_scene(cls, scene: Any) -> VideoOutputs:
+        """The outputs a validated ``Scene`` asks for (``output.audio`` defaults to ``input_audio``)."""
+        out = scene.output
+        settings = EncodeSettings(
+            fps=float(out.fps or scene.fps),
+            crf=out.crf,
+            preset=out.preset,
+            codec=CODEC_ENCODERS[out.codec],
+            pix_fmt=out.pix_fmt,
+            interpolate_to=out.interpolate_to,
+        )
+        audio: AudioTrack | None = None
+        if isinstance(out.audio, Path):
+            audio = AudioTrack(out.audio, float(out.audio_offset or 0.0))
+        elif out.audio is None and getattr(scene, "input_audio", None) is not None:
+            offset = out.audio_offset if out.audio_offset is not None else scene.input_audio_offset
+            audio = AudioTrack(Path(scene.input_audio), float(offset))
+        return cls(settings, audio, out.loop, out.boomerang, out.gif, out.webm)
+
+    def sequence(self, frames: Sequence[Path]) -> list[Path]:
+        """The frame files in playing order: boomerang, then ``loop`` repeats."""
+        order = list(frames)
+        if self.boomerang and len(order) > 2:
+            order += order[-2:0:-1]
+        return order * self.loop
 
 
 @dataclass(frozen=True)
@@ -169,17 +260,25 @@ def assemble_video(
     settings: EncodeSettings,
     *,
     metadata: Mapping[str, str] | None = None,
+    audio: AudioTrack | None = None,
+    container: Container = "mp4",
 ) -> Path:
-    """Encode the given frame files, in order, into an MP4 at ``out``, atomically.
+    """Encode the given frame files, in order, into a video at ``out``, atomically.
 
     Frames with an odd width or height are padded to even by repeating the last column/row (see the
-    module docstring). ``out`` is always an MP4 container, whatever its suffix; its folder is created.
+    module docstring). ``out`` is written in ``container`` whatever its suffix; its folder is created.
+    With ``audio``, the sound starts ``audio.offset`` seconds into its file, is padded with silence if
+    it is shorter than the video and cut where the video ends (``-shortest``). A GIF is encoded with a
+    palette computed from its own frames (``palettegen``/``paletteuse``), loops forever, has no sound
+    and ignores ``codec``, ``crf``, ``preset``, ``pix_fmt`` and ``interpolate_to``.
 
     Args:
         frames: the frame image files (PNG or anything Pillow reads), in display order; all the same size.
         out: the video file to write; an existing file is replaced only when the encode succeeds.
         settings: codec, quality and frame rate.
         metadata: container tags to write (``{"title": ..., "pytti_manifest": "<json>"}``).
+        audio: sound to mux in (MP4: AAC, WebM: Opus; ignored for a GIF).
+        container: ``mp4``, ``webm`` or ``gif``.
 
     Returns:
         ``out``.
@@ -196,9 +295,12 @@ def assemble_video(
     tags = _checked_metadata(metadata or {})
     out = Path(out)
     # 2. Encode into a temporary file beside the destination.
-    tmp = _temp_file_beside(out)
+    if audio is not None:
+        _existing_file(audio.path, "audio")
+    tmp = _temp_file_beside(out, container)
     try:
-        args = _encode_args(tmp, width + width % 2, height + height % 2, settings, tags)
+        size = (width + width % 2, height + height % 2)
+        args = _encode_args(tmp, size, settings, tags, _OutputSpec(container, audio, len(paths)))
         _pipe_frames(args, paths, (width, height), out)
         # 3. Make the bytes durable, then move the file into place in one step.
         _fsync(tmp)
@@ -206,6 +308,77 @@ def assemble_video(
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def assemble_outputs(
+    frames: Sequence[Path], out: Path, outputs: VideoOutputs, *, metadata: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Write every video of ``outputs``: ``out`` (MP4), and beside it ``.gif`` / ``.webm`` when asked.
+
+    The encoders are checked first (:func:`check_encoders`), so a missing one fails before any encode.
+    Each file is written atomically; the frames are only read, whatever fails.
+
+    Args:
+        frames: the run's frame files, in order (an explicit list, never a glob).
+        out: the MP4 to write; the other outputs share its stem.
+        outputs: what to write.
+        metadata: container tags for the MP4 and WebM.
+
+    Returns:
+        The files written, the MP4 first.
+
+    Raises:
+        FFmpegError: ffmpeg lacks an encoder/filter, or an encode failed (with ffmpeg's own message).
+        PyttiError: as :func:`assemble_video`.
+    """
+    check_encoders(outputs)
+    order = outputs.sequence(frames)
+    s = outputs.settings
+    written = [assemble_video(order, out, s, metadata=metadata, audio=outputs.audio)]
+    if outputs.webm:
+        webm = replace(s, codec=CODEC_ENCODERS["vp9"], pix_fmt="yuv420p")
+        path = out.with_suffix(".webm")
+        written.append(
+            assemble_video(order, path, webm, metadata=metadata, audio=outputs.audio, container="webm")
+        )
+    if outputs.gif:
+        gif = replace(s, interpolate_to=None)
+        written.append(assemble_video(order, out.with_suffix(".gif"), gif, container="gif"))
+    return written
+
+
+def check_encoders(outputs: VideoOutputs) -> None:
+    """Fail early, with a clear message, when ffmpeg lacks an encoder, pixel format or filter the outputs need.
+
+    Raises:
+        FFmpegError: naming what is missing and the ffmpeg binary that lacks it.
+    """
+    exe = ffmpeg_exe()
+    s = outputs.settings
+    need = {s.codec: "output.codec"}
+    if outputs.webm:
+        need["libvpx-vp9"] = "output.webm"
+    if outputs.gif:
+        need["gif"] = "output.gif"
+    if outputs.audio is not None:
+        need["aac"] = "output.audio"
+        if outputs.webm:
+            need["libopus"] = "output.webm (sound)"
+    available = _ffmpeg_list(exe, "-encoders")
+    for encoder, key in need.items():
+        if encoder not in available:
+            raise FFmpegError(
+                f"{key}: this ffmpeg ({exe}) has no '{encoder}' encoder; install an ffmpeg that has it "
+                "(apt-get install ffmpeg, or pip install imageio-ffmpeg) or point FFMPEG_BINARY at one"
+            )
+    formats = _pixel_formats(exe, s.codec)
+    if formats and s.pix_fmt not in formats:
+        raise FFmpegError(
+            f"output.pix_fmt: the {s.codec} encoder of {exe} cannot write {s.pix_fmt} "
+            f"(it supports {', '.join(formats)})"
+        )
+    if s.interpolate_to is not None and "minterpolate" not in _ffmpeg_list(exe, "-filters"):
+        raise FFmpegError(f"output.interpolate_to: this ffmpeg ({exe}) has no 'minterpolate' filter")
 
 
 def probe_video(path: Path, *, backend: ProbeBackend = "auto") -> VideoInfo:
@@ -317,37 +490,111 @@ def _checked_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return tags
 
 
-def _temp_file_beside(out: Path) -> Path:
+def _temp_file_beside(out: Path, container: Container = "mp4") -> Path:
     """Create an empty hidden temporary file in ``out``'s folder (creating the folder)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".part.mp4")
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".part.{container}")
     except OSError as e:
         raise OutputError(f"cannot write the video into {out.parent}: {e}") from e
     os.close(fd)
     return Path(name)
 
 
+@dataclass(frozen=True)
+class _OutputSpec:
+    """What one encode writes besides the pixels: its container, sound and length in frames."""
+
+    container: Container
+    audio: AudioTrack | None
+    frames: int
+
+
 def _encode_args(
-    tmp: Path, width: int, height: int, settings: EncodeSettings, tags: dict[str, str]
+    tmp: Path, size: tuple[int, int], settings: EncodeSettings, tags: dict[str, str], spec: _OutputSpec
 ) -> list[str]:
-    """The ffmpeg argv that reads raw RGB frames from stdin and writes an MP4 to ``tmp``."""
+    """The ffmpeg argv that reads raw RGB frames from stdin (and maybe a sound file) and writes ``tmp``."""
     rate = Fraction(settings.fps).limit_denominator(1001)
-    movflags = "+faststart" + ("+use_metadata_tags" if set(tags) - _ITUNES_KEYS else "")
-    options: dict[str, Any] = {
-        "format": "mp4",
-        "vcodec": settings.codec,
-        "pix_fmt": settings.pix_fmt,
-        "crf": settings.crf,
-        "preset": settings.preset,
-        "movflags": movflags,
-    }
-    options.update({f"metadata:g:{i}": f"{key}={value}" for i, (key, value) in enumerate(tags.items())})
-    node = ffmpeg.input(
-        "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=str(rate)
-    )
-    node = node.output(str(tmp), **options).global_args("-hide_banner", "-nostats", "-loglevel", "error")
-    return list(node.overwrite_output().compile(cmd=ffmpeg_exe()))
+    args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
+    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-framerate", str(rate)]
+    args += ["-i", "pipe:"]
+    if spec.container == "gif":
+        palette = "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5"
+        return [*args, "-filter_complex", f"[0:v]{palette}", "-loop", "0", "-f", "gif", str(tmp)]
+    audio = spec.audio
+    if audio is not None:
+        args += ["-ss", f"{audio.offset:.6f}", "-i", str(audio.path), "-map", "0:v:0", "-map", "1:a:0"]
+    if settings.interpolate_to is not None:
+        target = Fraction(settings.interpolate_to).limit_denominator(1001)
+        # minterpolate stops at the last input frame: hold that frame one more frame so N frames last N/fps
+        motion = f"minterpolate=fps={target}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
+        args += ["-vf", f"tpad=stop_mode=clone:stop=1,{motion}"]
+    args += ["-c:v", settings.codec, "-pix_fmt", settings.pix_fmt, *_quality_args(settings)]
+    if audio is not None:
+        sound = (
+            ["-c:a", "libopus", "-b:a", "128k"]
+            if spec.container == "webm"
+            else ["-c:a", "aac", "-b:a", "192k"]
+        )
+        # 48 kHz: what Opus wants, and short AAC frames (a low-rate source would cut at 128 ms steps).
+        # Pad a short track with silence, then stop at the video's end: the video's length always wins.
+        args += [*sound, "-ar", "48000", "-af", "apad", "-shortest", "-t", f"{spec.frames / float(rate):.6f}"]
+    if spec.container == "mp4":
+        movflags = "+faststart" + ("+use_metadata_tags" if set(tags) - _ITUNES_KEYS else "")
+        args += ["-movflags", movflags]
+    for i, (key, value) in enumerate(tags.items()):
+        args += [f"-metadata:g:{i}", f"{key}={value}"]
+    return [*args, "-f", spec.container, str(tmp)]
+
+
+def _quality_args(settings: EncodeSettings) -> list[str]:
+    """Encoder-specific rate control: constant quality at ``crf``, speed from ``preset``."""
+    if settings.codec == "libvpx-vp9":
+        speed = _VP9_CPU_USED.get(settings.preset, 2)
+        return [
+            "-crf",
+            str(settings.crf),
+            "-b:v",
+            "0",
+            "-deadline",
+            "good",
+            "-cpu-used",
+            str(speed),
+            "-row-mt",
+            "1",
+        ]
+    args = ["-crf", str(settings.crf), "-preset", settings.preset]
+    if settings.codec == "libx265":
+        args += ["-tag:v", "hvc1", "-x265-params", "log-level=error"]  # hvc1: QuickTime/Safari play it
+    return args
+
+
+def _ffmpeg_list(exe: str, flag: str) -> set[str]:
+    """Names in ``ffmpeg -encoders`` / ``-filters`` output (the second column of each entry)."""
+    try:
+        proc = subprocess.run([exe, "-hide_banner", flag], capture_output=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FFmpegError(f"cannot run ffmpeg ({exe}): {e}") from e
+    names = set()
+    for line in proc.stdout.decode("utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] != "=" and not parts[0].startswith("-"):
+            names.add(parts[1])
+    return names
+
+
+def _pixel_formats(exe: str, encoder: str) -> list[str]:
+    """The pixel formats ``ffmpeg -h encoder=NAME`` lists (empty when it does not say)."""
+    try:
+        proc = subprocess.run(
+            [exe, "-hide_banner", "-h", f"encoder={encoder}"], capture_output=True, check=False, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FFmpegError(f"cannot run ffmpeg ({exe}): {e}") from e
+    for line in proc.stdout.decode("utf-8", errors="replace").splitlines():
+        if "Supported pixel formats:" in line:
+            return line.split(":", 1)[1].split()
+    return []
 
 
 def _pipe_frames(args: list[str], paths: list[Path], size: tuple[int, int], out: Path) -> None:

@@ -1,63 +1,136 @@
-"""Task: render one frame from the previous frame's checkpoint."""
+"""Task: render one frame from the previous frame's state, durably.
 
-import math
-import time
+The frame's cache key is its frame key (known at plan time). A frame that is already done in the
+run directory comes back ``Cached`` (its small JSON record is persisted in ``RUN_DIR/.prefect``);
+a frame whose files are missing or corrupted is rendered again, whatever Prefect remembers.
+"""
 
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
 
 from pytti_engine.checkpoints import load_checkpoint
-from pytti_engine.errors import PyttiError
-from pytti_engine.io import sha256_file
-from pytti_engine.render import StepEvent, render_frame
-from pytti_engine.rundir import frame_done, write_frame
+from pytti_engine.render import RenderContext, StepEvent, render_frame
+from pytti_engine.rundir import (
+    Retention,
+    frame_done,
+    newest_good_checkpoint,
+    prune_checkpoints,
+    read_record,
+    save_state_checkpoint,
+    write_frame,
+)
+from pytti_engine.state import RenderState
 from tasks.records import FrameRecord, RunRef
-from tasks.resident import context_for, job_for
+from tasks.resident import Job, context_for, job_for
+
+PROGRESS_LOGGER = "pytti.progress"
+
+
+class FrameKeyPolicy(CachePolicy):
+    """Cache key = the frame key; a stale Prefect record of a frame that is not done is dropped first."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        run, index = inputs["run"], int(inputs["index"])
+        job = job_for(run)
+        key = job.keys[index - 1]
+        if not frame_done(job.paths, index, key):
+            (results_dir(run) / key).unlink(missing_ok=True)
+        return key
+
+
+def results_dir(run: RunRef) -> Path:
+    """Where Prefect persists the frame tasks' records for this run."""
+    return Path(run.run_dir) / ".prefect"
+
+
+def _restore_state(
+    job: Job, ctx: RenderContext, index: int, logger: logging.Logger | Any
+) -> RenderState | None:
+    """The state after frame ``index - 1``: its checkpoint, or rebuilt from the newest good one before it."""
+    if index == 1:
+        return None
+    paths, keys = job.paths, job.keys
+    good = newest_good_checkpoint(paths, index, keys)
+    state = None
+    if good is not None:
+        state, _ = load_checkpoint(
+            paths.checkpoint(good), learning_rate=ctx.settings.learning_rate, device=ctx.device
+        )
+    start = good or 0
+    if start < index - 1:
+        logger.warning(
+            "frame %d: rebuilding the state from frame %d (checkpoints after it are pruned or bad)",
+            index,
+            start,
+        )
+        for n in range(start + 1, index):
+            state = render_frame(state, job.plan.frames[n - 1], ctx).state
+        assert state is not None
+        save_state_checkpoint(paths, state, index - 1, keys[index - 2])
+    return state
+
+
+def _record(run: RunRef, index: int, key: str, *, skipped: bool) -> FrameRecord:
+    paths = job_for(run).paths
+    data = read_record(paths, index)
+    assert data is not None
+    return FrameRecord(
+        index=index,
+        png=str(paths.frame_png(index)),
+        png_sha256=data.png_sha256,
+        key=key,
+        loss=data.loss,
+        seconds=data.seconds,
+        skipped=skipped,
+    )
 
 
 @task(
     name="render-frame",
     task_run_name="frame-{index:06d}",
-    cache_policy=NO_CACHE,
-    persist_result=False,
+    cache_policy=FrameKeyPolicy(),
+    persist_result=True,
+    result_serializer="json",
     cache_result_in_memory=False,
 )
 def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) -> FrameRecord:
-    """Render frame ``index`` (1-based) unless it is already done; write its PNG and checkpoint."""
+    """Render frame ``index`` (1-based) unless it is done; write PNG, checkpoint and record."""
     logger = get_run_logger()
     job = job_for(run)
     key = job.keys[index - 1]
-    paths = job.paths
-    if frame_done(paths, index, key):
+    if frame_done(job.paths, index, key):
         logger.info("frame %d already done: kept", index)
-        png = paths.frame_png(index)
-        return FrameRecord(index=index, png=str(png), png_sha256=sha256_file(png), key=key, skipped=True)
+        return _record(run, index, key, skipped=True)
     ctx = context_for(run)
-    state = None
-    if index > 1:
-        if not frame_done(paths, index - 1, job.keys[index - 2]):
-            raise PyttiError(
-                f"frame {index}: frame {index - 1} is not done, so there is no state to continue from"
-            )
-        state, _ = load_checkpoint(
-            paths.checkpoint(index - 1), learning_rate=ctx.settings.learning_rate, device=ctx.device
-        )
-    start = time.perf_counter()
+    state = _restore_state(job, ctx, index, logger)
+    progress = logging.getLogger(PROGRESS_LOGGER)
 
     def on_step(event: StepEvent) -> None:
-        if event.step == event.steps:
-            logger.debug("frame %d step %d/%d loss %.4f", event.frame, event.step, event.steps, event.loss)
+        progress.debug("step", extra={"pytti_step": event, "pytti_frames": run.frame_count})
 
-    result = render_frame(state, job.plan.frames[index - 1], ctx, on_step=on_step)
-    meta = write_frame(paths, result, index, key)
-    seconds = time.perf_counter() - start
-    loss = None if math.isnan(result.loss) else result.loss
-    logger.info("frame %d/%d rendered in %.2f s (loss %s)", index, run.frame_count, seconds, loss)
-    return FrameRecord(
-        index=index,
-        png=str(paths.frame_png(index)),
-        png_sha256=meta.png_sha256,
-        key=key,
-        loss=loss,
-        seconds=seconds,
+    ctx_run = TaskRunContext.get()
+    attempts = ctx_run.task_run.run_count if ctx_run and ctx_run.task_run else 1
+    try:
+        result = render_frame(state, job.plan.frames[index - 1], ctx, on_step=on_step)
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise
+    write_frame(job.paths, result, index, key, attempts=max(1, attempts))
+    prune_checkpoints(job.paths, Retention.parse(job.scene.keep_checkpoints), index)
+    logger.info(
+        "frame %d/%d rendered in %.2f s (loss %.4f)", index, run.frame_count, result.seconds, result.loss
     )
+    return _record(run, index, key, skipped=False)

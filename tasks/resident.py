@@ -9,7 +9,7 @@ import torch
 from pytti_engine.job import build_context, plan_keys
 from pytti_engine.perceptors import Perceptor, load_perceptor
 from pytti_engine.render import RenderContext
-from pytti_engine.rundir import RunPaths
+from pytti_engine.rundir import RunPaths, fork_base_keys
 from pytti_engine.scene import Plan, Scene, build_plan, load_scene
 from tasks.records import RunRef
 
@@ -38,7 +38,9 @@ def _cached_perceptor(model: str, pretrained: str | None, device: torch.device) 
 def _job(scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str) -> Job:
     scene = load_scene(scene_path, overrides)
     plan = build_plan(scene)
-    return Job(scene=scene, plan=plan, keys=tuple(plan_keys(scene, plan)), paths=RunPaths(Path(run_dir)))
+    paths = RunPaths(Path(run_dir))
+    keys = plan_keys(scene, plan, fork_base_keys(paths))
+    return Job(scene=scene, plan=plan, keys=tuple(keys), paths=paths)
 
 
 @lru_cache(maxsize=2)

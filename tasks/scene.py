@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from pytti_engine.devices import resolve_device
 from pytti_engine.io import atomic_write_text, sha256_file
 from pytti_engine.job import check_renderable, plan_keys
-from pytti_engine.rundir import RunPaths, default_run_dir, ensure_writable
+from pytti_engine.rundir import RunPaths, default_run_dir, ensure_writable, fork_base_keys
 from pytti_engine.scene import build_plan, load_scene
 from tasks.records import RunRef
 
@@ -31,7 +31,7 @@ def prepare_run(scene_path: str, out_dir: str | None, device: str, overrides: tu
     run_info = {"scene_path": str(source), "overrides": list(overrides), "device": resolved_device}
     atomic_write_text(paths.run_json, json.dumps(run_info, indent=2) + "\n")
     plan_doc = plan.to_dict()
-    plan_doc["keys"] = plan_keys(scene, plan)
+    plan_doc["keys"] = plan_keys(scene, plan, fork_base_keys(paths))
     atomic_write_text(paths.plan_json, json.dumps(plan_doc, indent=1) + "\n")
     get_run_logger().info(
         "%s: %d frames at %g fps -> %s", source.name, len(plan.frames), plan.fps, paths.root

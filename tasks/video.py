@@ -1,20 +1,49 @@
-"""Task: assemble the run's frames into the video."""
+"""Task: assemble the run's frames into the video (and the GIF/WebM/depth video the scene asks for)."""
 
+from dataclasses import replace
 from pathlib import Path
 
+import torch
 from prefect import get_run_logger, task
 
-from pytti_engine.video import EncodeSettings, assemble_video
+from pytti_engine.exports import depth_provider_for, export_depth_maps
+from pytti_engine.video import VideoOutputs, assemble_outputs, assemble_video
 from tasks.records import RunRef
 from tasks.resident import job_for
 
 
 @task(name="assemble-video", retries=1, retry_delay_seconds=2, persist_result=False)
-def assemble_video_task(run: RunRef) -> str:
-    """Encode ``frames/000001.png … frames/N.png`` (an explicit list) into ``<stem>.mp4``."""
+def assemble_video_task(run: RunRef, metadata: dict[str, str] | None = None) -> str:
+    """Encode ``frames/000001.png … frames/N.png`` (an explicit list) into ``<stem>.mp4`` and extras.
+
+    With ``export: [depth]``, also writes ``depth/NNNNNN.png`` per frame and ``<stem>_depth.mp4``.
+    The frames are only read: a failed encode leaves them, and any older video, as they were.
+    ``metadata`` becomes container tags of the MP4 and WebM (the run manifest).
+    """
     job = job_for(run)
     frames = [job.paths.frame_png(i) for i in range(1, run.frame_count + 1)]
-    settings = EncodeSettings(fps=job.scene.fps, crf=job.scene.output.crf, preset=job.scene.output.preset)
-    out = assemble_video(frames, job.paths.video(run.video_stem), settings)
-    get_run_logger().info("video: %s (%d frames at %g fps)", out, len(frames), job.scene.fps)
-    return str(Path(out))
+    outputs = VideoOutputs.from_scene(job.scene)
+    video = job.paths.video(run.video_stem)
+    written = assemble_outputs(frames, video, outputs, metadata=metadata)
+    if "depth" in job.scene.export:
+        device = torch.device(run.device)
+        depth = export_depth_maps(
+            frames, job.paths.root / "depth", depth_provider_for(job.scene, device), device=device
+        )
+        settings = replace(outputs.settings, interpolate_to=None)
+        written.append(
+            assemble_video(outputs.sequence(depth), video.with_name(f"{video.stem}_depth.mp4"), settings)
+        )
+    logger = get_run_logger()
+    for path in written:
+        logger.info("video: %s", path)
+    logger.info(
+        "%d frames at %g fps%s%s",
+        len(frames),
+        outputs.settings.fps,
+        f", interpolated to {outputs.settings.interpolate_to:g} fps"
+        if outputs.settings.interpolate_to
+        else "",
+        f", sound from {outputs.audio.path.name}" if outputs.audio else "",
+    )
+    return str(Path(written[0]))

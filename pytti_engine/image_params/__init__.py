@@ -1,6 +1,82 @@
-"""Image parameterizations: what the optimizer actually changes."""
+"""Image models: what the optimizer actually changes (see :mod:`pytti_engine.image_params.base`)."""
 
-from pytti_engine.image_params.base import ImageParam
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pytti_engine.image_params.base import ImageConfig, ImageModelName, ImageParam
+from pytti_engine.image_params.palette import PaletteImage
 from pytti_engine.image_params.rgb import RGBImage
 
-__all__ = ["ImageParam", "RGBImage"]
+__all__ = [
+    "ImageConfig",
+    "ImageModelName",
+    "ImageParam",
+    "PaletteImage",
+    "RGBImage",
+    "image_from_state",
+    "make_image",
+]
+
+
+def make_image(
+    config: ImageConfig, generator: torch.Generator, device: torch.device, init: torch.Tensor | None = None
+) -> ImageParam:
+    """Build the configured image model: from ``init`` (1, 3, H, W) when given, else random.
+
+    Args:
+        config: which model and its settings.
+        generator: the source of the random start (RGB: uniform noise; palette: brightness/choice).
+        device: where the parameters live.
+        init: a start picture at the output size, or ``None``.
+
+    Returns:
+        The image model.
+    """
+    if config.image_model == "unlimited_palette":
+        if init is None:
+            init = torch.rand(1, 3, config.height, config.width, generator=generator)
+        return RGBImage(init.to(device), config)
+    if config.image_model == "limited_palette":
+        image = PaletteImage(config, generator, device)
+        if init is not None:
+            image.encode(init.to(device))
+        return image
+    raise ValueError(f"unknown image_model {config.image_model!r}")
+
+
+def image_from_state(
+    kind: str, config: dict[str, Any] | None, state: dict[str, torch.Tensor], device: torch.device
+) -> ImageParam:
+    """Rebuild an image model exactly from a checkpoint's ``image_kind``, ``image_config`` and state.
+
+    Args:
+        kind: the model's ``kind`` (``rgb`` or ``limited_palette``).
+        config: :meth:`ImageConfig.to_dict` of the model; ``None`` for checkpoints written before image
+            configs were stored (RGB only: the config is read off the pixel tensor).
+        state: the model's :meth:`state_dict`.
+        device: where to put the tensors.
+
+    Returns:
+        The image model with every tensor restored.
+
+    Raises:
+        ValueError: unknown kind, or tensors that do not fit the config.
+    """
+    if config is None:
+        if kind != RGBImage.kind:
+            raise ValueError(f"a {kind!r} checkpoint without an image config")
+        _, _, height, width = state["pixels"].shape
+        config = {"width": int(width), "height": int(height)}
+    cfg = ImageConfig(**config)
+    image: ImageParam
+    if kind == RGBImage.kind:
+        image = RGBImage(torch.zeros(1, 3, cfg.height, cfg.width, device=device), cfg)
+    elif kind == PaletteImage.kind:
+        image = PaletteImage(cfg, torch.Generator().manual_seed(0), device)
+    else:
+        raise ValueError(f"unknown image model kind {kind!r}")
+    image.load_state_dict(state)
+    return image

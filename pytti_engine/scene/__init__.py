@@ -10,6 +10,7 @@ Pure Python (pydantic + PyYAML): nothing here imports torch. Typical use::
 from __future__ import annotations
 
 from pytti_engine.scene.expr import BASE_NAMES, Expr, ExprError, ExprEvalError, Interpolation, compile_value
+from pytti_engine.scene.json_schema import scene_json_schema
 from pytti_engine.scene.load import SceneSource, SourceMap, apply_overrides, load_scene, load_scene_text
 from pytti_engine.scene.plan import FramePlan, MaskValue, Plan, PromptValue, build_plan
 from pytti_engine.scene.prompt_dsl import (
@@ -22,6 +23,7 @@ from pytti_engine.scene.prompt_dsl import (
     VideoMask,
     parse_prompts,
 )
+from pytti_engine.scene.pytti_import import import_pytti_config
 from pytti_engine.scene.schema import OutputSettings, PerceptorSpec, Scene, Stage
 from pytti_engine.scene.source import SourceRef, SourceText
 
@@ -52,8 +54,10 @@ __all__ = [
     "VideoMask",
     "apply_overrides",
     "build_plan",
+    "import_pytti_config",
     "compile_value",
     "load_scene",
     "load_scene_text",
     "parse_prompts",
+    "scene_json_schema",
 ]

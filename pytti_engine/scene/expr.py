@@ -50,6 +50,7 @@ import difflib
 import math
 import operator
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
@@ -69,6 +70,7 @@ BASE_NAMES: frozenset[str] = frozenset({"t", "frame", "scene_t", "scene_frame", 
 
 MAX_CHARS = 2000
 MAX_NODES = 500
+MAX_SCHEDULE_CHARS = 2_000_000  # a Parseq export has one keyframe per frame
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -312,6 +314,11 @@ class Expr:
         }
 
 
+def reserved_names() -> frozenset[str]:
+    """Names a scene cannot give its own variables (audio bands): the base variables, functions, constants."""
+    return BASE_NAMES | frozenset(_FUNCTIONS) | frozenset(_CONSTANTS)
+
+
 def _recompile(source: str, names: tuple[str, ...], ref: SourceRef | None, offset: int) -> Expr:
     return compile_value(source, names=BASE_NAMES | frozenset(names), ref=ref, offset=offset)
 
@@ -332,8 +339,13 @@ def _validate_expr(value: Any, info: core_schema.ValidationInfo) -> Expr:
             {"kind": type(value).__name__},
         )
     if not isinstance(value, str):
-        if not math.isfinite(value):
-            raise PydanticCustomError("expr_value", "expected a finite number, got {value}", {"value": value})
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite:
+            shown = str(value) if len(str(value)) <= 40 else str(value)[:37] + "..."
+            raise PydanticCustomError("expr_value", "expected a finite number, got {value}", {"value": shown})
         return Expr.constant(value)
     try:
         return compile_value(value, names=scene_names(info.context), ref=locate(value, 0))
@@ -373,10 +385,14 @@ def compile_value(
     """
     allowed = frozenset(names)
     source = str(text)
+    if _KEYFRAME_START.match(source):
+        if len(source) > MAX_SCHEDULE_CHARS:
+            raise ExprError(
+                f"keyframe schedule is too long ({len(source)} characters, at most {MAX_SCHEDULE_CHARS})"
+            )
+        return _compile_keyframes(source, allowed, ref, offset)
     if len(source) > MAX_CHARS:
         raise ExprError(f"expression is too long ({len(source)} characters, at most {MAX_CHARS})")
-    if _KEYFRAME_START.match(source):
-        return _compile_keyframes(source, allowed, ref, offset)
     fn, used = compile_expression(source, allowed)
     if isinstance(fn, float):
         return Expr(source, value=fn, evaluator=None, names=frozenset(), ref=ref, offset=offset)
@@ -409,14 +425,18 @@ def compile_expression(text: str, names: frozenset[str]) -> tuple[_Fn | float, f
 
 def _parse(text: str, lead: int) -> ast.Expression:
     try:
-        return ast.parse(text, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning for "1 is 1" or a bad escape in a string
+            return ast.parse(text, mode="eval")
     except SyntaxError as e:
         # ast reports a 1-based byte column; 0 or None means "at the end of the text".
         col = _char_offset(text, e.offset - 1) if e.offset and (e.lineno or 1) == 1 else len(text)
         message = (e.msg or "invalid syntax").split(" (")[0]
         raise ExprError(f"invalid expression: {message}", lead + min(col, len(text))) from None
-    except (RecursionError, MemoryError, ValueError):
+    except (RecursionError, MemoryError):
         raise ExprError("invalid expression: too deeply nested", lead) from None
+    except ValueError as e:  # e.g. a NUL character
+        raise ExprError(f"invalid expression: {e}", lead) from None
 
 
 def _char_offset(text: str, byte_col: int) -> int:
@@ -621,6 +641,7 @@ def _or(fns: list[_Fn], env: Env) -> float:
 # --- keyframes -------------------------------------------------------------------------------------------
 
 _KEY = re.compile(r"\s*(-?\d+(?:\.\d*)?)\s*:\s*")
+_SEPARATOR = re.compile(r"\s*(,?)\s*")
 
 
 def _compile_keyframes(source: str, names: frozenset[str], ref: SourceRef | None, offset: int) -> Expr:
@@ -641,14 +662,13 @@ def _compile_keyframes(source: str, names: frozenset[str], ref: SourceRef | None
             raise ExprError(f"{message} ({int(frame)} after {int(frames[-1])})", base + key_at)
         frames.append(frame)
         values.append(_const(fn))
-        pos = value_end + 1
-        rest = body[pos:]
-        if not rest.strip():
-            break
-        comma = rest.lstrip()
-        if not comma.startswith(","):
-            raise ExprError("expected ',' between keyframes", base + pos + len(rest) - len(comma))
-        pos += len(rest) - len(comma) + 1
+        separator = _SEPARATOR.match(body, value_end + 1)
+        assert separator is not None  # the pattern matches the empty string
+        if separator.end() == len(body):
+            break  # the end (a trailing comma is fine, as in Deforum)
+        if not separator.group(1):
+            raise ExprError("expected ',' between keyframes", base + separator.start(1))
+        pos = separator.end()
     evaluator = _keyframe_evaluator(tuple(frames), tuple(values))
     return Expr(source, value=None, evaluator=evaluator, names=frozenset(used), ref=ref, offset=offset)
 

@@ -24,11 +24,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pytti_engine.errors import SceneError, SceneErrors
-from pytti_engine.scene.schema import Scene
+from pytti_engine.scene.schema import Scene, audio_variable_names
 from pytti_engine.scene.source import SourceRef, SourceText
 
 Loc = tuple[str | int, ...]
-MAX_NODES = 50_000
+MAX_NODES = 20_000
 OVERRIDE_SOURCE = "<--set>"
 
 
@@ -42,6 +42,10 @@ _Loader.yaml_implicit_resolvers = {
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# YAML 1.2 floats without a dot or exponent sign ("1e9", "2E-3"), which YAML 1.1 reads as strings.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
 
 
@@ -130,7 +134,8 @@ def load_scene_text(
 
 def validate_scene(source: SceneSource, *, base_dir: Path | None = None) -> Scene:
     """Validate parsed scene data, mapping every pydantic error to its file position."""
-    context = {"base_dir": (base_dir or Path.cwd()).resolve()}
+    # audio band names (issue 7) must be known before the expressions that use them are compiled
+    context = {"base_dir": (base_dir or Path.cwd()).resolve(), "names": audio_variable_names(source.data)}
     try:
         return Scene.model_validate(source.data, context=context)
     except ValidationError as e:
@@ -368,6 +373,10 @@ def _scene_error(err: Any, marks: SourceMap) -> SceneError:
 
 
 def _pydantic_message(err: Any) -> str:
+    if err["type"] == "path_type":
+        return "expected a file path"
+    if err["type"] == "model_type":
+        return "expected a mapping (key: value, ...)"
     message = (
         str(err["msg"]).removeprefix("Value error, ").replace("valid tuple", "list").replace("Tuple", "List")
     )
@@ -376,10 +385,16 @@ def _pydantic_message(err: Any) -> str:
         ("greater", "less", "too_short", "too_long", "int_", "float_", "bool_", "string_")
     ):
         if not isinstance(value, dict | list):
-            message += f" (got {value!r})" if not isinstance(value, str) else f" (got '{value}')"
+            message += f" (got {_shown(value)})"
     elif err["type"] == "literal_error":
-        message += f" (got {value!r})" if not isinstance(value, str) else f" (got '{value}')"
+        message += f" (got {_shown(value)})"
     return message
+
+
+def _shown(value: Any) -> str:
+    """A short rendering of a bad value for a message."""
+    text = f"'{value}'" if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _dotted(loc: Loc) -> str:
@@ -394,12 +409,11 @@ def _did_you_mean(loc: Loc) -> str:
     model = _model_at(loc[:-1])
     if model is None:
         return ""
-    known = sorted(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean '{close[0]}'?)"
     hint = PYTTI_KEY_HINTS.get(str(loc[-1])) if model is Scene else None
-    return f" ({hint})" if hint else ""
+    if hint:
+        return f" ({hint})"
+    close = difflib.get_close_matches(str(loc[-1]), sorted(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _model_at(loc: Loc) -> type[BaseModel] | None:
@@ -425,17 +439,29 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
 
 
 #: pytti-core setting names that users will type out of habit -> what to write instead.
+_CLIP_FLAG_HINT = (
+    "pytti-core's CLIP flag: list models under 'perceptors', e.g. [{model: ViT-B-32, pretrained: openai}]"
+)
+_OUTPUT_HINT = (
+    "pytti-core's output setting: every frame is saved here; choose the folder with 'pytti render --out'"
+)
 PYTTI_KEY_HINTS: Mapping[str, str] = MappingProxyType(
     {
         "frames_per_second": "pytti-core's name: here it is 'fps'",
         "steps_per_scene": "pytti-core's name: give each scene 'frames' or 'seconds'; see 'pytti import-pytti'",
-        "animation_mode": "pytti-core's name: here it is 'animation'",
+        "animation_mode": "pytti-core's name: here it is 'animation' (off, 2d, 3d, video)",
         "interpolation_steps": "pytti-core's name: give a scene 'transition_frames'",
-        "zoom_x_2d": "pytti-core's name: here it is 'zoom' (a scale factor per frame)",
-        "zoom_y_2d": "pytti-core's name: here it is 'zoom' (a scale factor per frame)",
-        "ViTB32": "pytti-core's flag: list models under 'perceptors'",
-        "ViTB16": "pytti-core's flag: list models under 'perceptors'",
-        "ViTL14": "pytti-core's flag: list models under 'perceptors'",
-        "RN50": "pytti-core's flag: list models under 'perceptors'",
+        "zoom_x_2d": "pytti-core's name, in pixels per frame: here 'zoom_x' is a scale factor, W / (W - pixels)",
+        "zoom_y_2d": "pytti-core's name, in pixels per frame: here 'zoom_y' is a scale factor, H / (H - pixels)",
+        "translate_z_3d": "pytti-core's name: here it is 'translate_z'",
+        "use_tensorboard": "pytti-core's name: here it is 'tensorboard'",
+        **dict.fromkeys(
+            ("ViTB32", "ViTB16", "ViTL14", "ViTL14_336px", "RN50", "RN101", "RN50x4", "RN50x16", "RN50x64"),
+            _CLIP_FLAG_HINT,
+        ),
+        **dict.fromkeys(
+            ("file_namespace", "allow_overwrite", "save_every", "display_every", "clear_every", "backups"),
+            _OUTPUT_HINT,
+        ),
     }
 )

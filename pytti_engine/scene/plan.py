@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pytti_engine.errors import SceneError, SceneErrors
+from pytti_engine.errors import PyttiError, SceneError, SceneErrors
 from pytti_engine.scene.expr import Expr, ExprEvalError
 from pytti_engine.scene.prompt_dsl import ImageMask, Mask, PositionMask, PromptSpec, TextMask, VideoMask
 from pytti_engine.scene.schema import Scene
+
+if TYPE_CHECKING:
+    from pytti_engine.audio import AudioBands
 
 MaskKind = Literal["position", "text", "image", "video"]
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom")
@@ -90,10 +93,18 @@ class FramePlan:
     translate_y: float
     rotate_2d: float
     zoom: float
+    # ---- motion values (issue 4, docs/motion.md); to_dict lists them only when not at their default,
+    # so the frame keys of scenes that do not use them stay as they were.
+    zoom_x: float = 1.0
+    zoom_y: float = 1.0
+    translate_z: float = 0.0
+    rotate_3d: tuple[float, ...] = (0.0, 0.0, 0.0)  # [x, y, z] degrees, or a quaternion [w, x, y, z]
+    stabilization: tuple[tuple[str, float], ...] = ()  # (loss name, weight) for every non-zero weight
+    bands: tuple[tuple[str, float], ...] = ()  # audio band values in [0, 1] (issue 7; docs/outputs.md)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
+        out: dict[str, Any] = {
             "index": self.index,
             "t": self.t,
             "scene_index": self.scene_index,
@@ -103,6 +114,24 @@ class FramePlan:
             "rotate_2d": self.rotate_2d,
             "zoom": self.zoom,
         }
+        extra = {
+            "zoom_x": self.zoom_x,
+            "zoom_y": self.zoom_y,
+            "translate_z": self.translate_z,
+            "rotate_3d": list(self.rotate_3d),
+            "stabilization": dict(self.stabilization),
+        }
+        defaults = {
+            "zoom_x": 1.0,
+            "zoom_y": 1.0,
+            "translate_z": 0.0,
+            "rotate_3d": [0.0] * 3,
+            "stabilization": {},
+        }
+        out.update({k: v for k, v in extra.items() if v != defaults[k]})
+        if self.bands:
+            out["bands"] = dict(self.bands)
+        return out
 
 
 @dataclass(frozen=True)
@@ -147,12 +176,14 @@ class _Evaluator:
             return 0.0
 
 
-def build_plan(scene: Scene, *, name: str = "<scene>") -> Plan:
+def build_plan(scene: Scene, *, name: str = "<scene>", bands: AudioBands | None = None) -> Plan:
     """Resolve every value of ``scene`` for every frame.
 
     Args:
         scene: a validated scene.
         name: the scene's name for errors in values that have no file position.
+        bands: the audio bands of ``input_audio``; by default they are analysed (or read from the
+            analysis cache) here, see :mod:`pytti_engine.audio`.
 
     Returns:
         The plan (frames numbered from 1).
@@ -165,6 +196,7 @@ def build_plan(scene: Scene, *, name: str = "<scene>") -> Plan:
     counts = scene.stage_frame_counts()
     fps = float(scene.fps)
     frames: list[FramePlan] = []
+    audio = bands if bands is not None else _scene_bands(scene, name)
     for scene_index, (stage, count) in enumerate(zip(scene.scenes, counts, strict=True)):
         previous = scene.scenes[scene_index - 1].prompts if scene_index > 0 else ()
         for k in range(count):
@@ -176,14 +208,32 @@ def build_plan(scene: Scene, *, name: str = "<scene>") -> Plan:
                 "scene_frame": float(k),
                 "fps": fps,
             }
+            band_env = audio.at(frame) if audio is not None else {}
+            env.update(band_env)
             tau = (k + 1) / (stage.transition_frames + 1) if k < stage.transition_frames else 1.0
             prompts = _blend(stage.prompts, previous, env, tau, evaluate)
             motion = _motion(scene, env, evaluate)
-            frames.append(FramePlan(frame + 1, env["t"], scene_index, prompts, *motion))
+            camera = _camera(scene, env, evaluate)
+            band_values = tuple((n, band_env[n]) for n in audio.names) if audio is not None else ()
+            frames.append(
+                FramePlan(frame + 1, env["t"], scene_index, prompts, *motion, **camera, bands=band_values)
+            )
     if evaluate.failed:
         errors = sorted(evaluate.failed.values(), key=lambda e: (e.line or 0, e.col or 0))
         raise errors[0] if len(errors) == 1 else SceneErrors(errors)
     return Plan(fps=fps, frames=tuple(frames))
+
+
+def _scene_bands(scene: Scene, name: str) -> AudioBands | None:
+    """The scene's audio bands through the analysis cache (issue 7), or ``None`` without filters."""
+    if scene.input_audio is None or not scene.input_audio_filters:
+        return None
+    from pytti_engine.audio import scene_bands
+
+    try:
+        return scene_bands(scene)
+    except PyttiError as e:
+        raise SceneError(name, None, None, f"input_audio: {e}") from None
 
 
 def _blend(
@@ -250,3 +300,31 @@ def _motion(scene: Scene, env: dict[str, float], evaluate: _Evaluator) -> tuple[
         evaluate(scene.rotate_2d, env, "rotate_2d"),
         zoom,
     )
+
+
+STABILIZATION_LOSSES = ("direct", "semantic", "edge", "depth", "flow")
+
+
+def _camera(scene: Scene, env: dict[str, float], evaluate: _Evaluator) -> dict[str, Any]:
+    """Per-axis zoom (2d), the 3D camera (3d) and the stabilization weights of one frame."""
+    out: dict[str, Any] = {}
+    if scene.animation == "2d":
+        out["zoom_x"] = evaluate(scene.zoom_x, env, "zoom_x")
+        out["zoom_y"] = evaluate(scene.zoom_y, env, "zoom_y")
+        for key in ("zoom_x", "zoom_y"):
+            expr = getattr(scene, key)
+            if out[key] <= 0 and id(expr) not in evaluate.failed:
+                ref = expr.ref
+                message = f"{key}: must be > 0, got {out[key]:g} at frame {int(env['frame']) + 1}"
+                path = ref.path if ref else evaluate.name
+                evaluate.failed[id(expr)] = SceneError(
+                    path, ref.line if ref else None, ref.col if ref else None, message
+                )
+    if scene.animation == "3d":
+        out["translate_z"] = evaluate(scene.translate_z, env, "translate_z")
+        out["rotate_3d"] = tuple(evaluate(e, env, "rotate_3d") for e in scene.rotate_3d)
+    weights = (
+        (name, evaluate(getattr(scene.stabilization, name), env, name)) for name in STABILIZATION_LOSSES
+    )
+    out["stabilization"] = tuple((name, w) for name, w in weights if w != 0)
+    return out

@@ -107,7 +107,7 @@ class PromptSpec:
 
     def to_source(self) -> str:
         """The prompt in canonical DSL form (parses back to an equal spec)."""
-        target = f"[{self.image}]" if self.image is not None else escape_text(self.text)
+        target = self.text if self.image is not None else escape_text(self.text)
         weight = _expr_source(self.weight)
         mask = "" if self.mask is None else "_" + _mask_source(self.mask)
         stop = "" if self.stop is None else ":" + _expr_source(self.stop)
@@ -174,12 +174,17 @@ def parse_prompts(
 def _split(text: str, sep: str, start: int, end: int, *, parens: bool = False) -> Iterator[tuple[int, int]]:
     """Spans between unescaped ``sep`` characters outside ``[...]`` (and ``(...)`` when ``parens``)."""
     depth = 0
+    opened: list[int] = []  # offsets of the open "[" (for the error message)
     i = piece = start
     while i < end:
         c = text[i]
         if c == "\\":
             i += 2
             continue
+        if c == "[":
+            opened.append(i)
+        elif c == "]" and opened:
+            opened.pop()
         if c in "[(" and (c == "[" or parens):
             depth += 1
         elif c in "])" and (c == "]" or parens) and depth > 0:
@@ -188,6 +193,8 @@ def _split(text: str, sep: str, start: int, end: int, *, parens: bool = False) -
             yield piece, i
             piece = i + 1
         i += 1
+    if opened:
+        raise PromptError("unclosed '[' (write '\\[' for a literal bracket)", opened[0])
     yield piece, end
 
 

@@ -7,6 +7,9 @@ pytti-core's clock is steps: every scene runs ``steps_per_scene`` optimizer step
 converted file renders what pytti would have), settings that only concern pytti's notebook UI or its
 output folder are ignored silently, and every other setting that cannot be carried over is reported
 as a warning. The result is YAML text; load it with :func:`~pytti_engine.scene.load_scene_text`.
+
+Only keys that the scene schema of this version has are written (``Scene.model_fields`` is checked),
+so the converter degrades to warnings, never to an invalid file, when a feature is missing.
 """
 
 from __future__ import annotations
@@ -21,27 +24,41 @@ from typing import Any, get_args
 import yaml
 
 from pytti_engine.errors import SceneError
-from pytti_engine.scene.expr import ExprError, compile_expression
+from pytti_engine.scene.expr import Expr, ExprError, compile_expression
 from pytti_engine.scene.schema import AnimationMode, Scene
 
-#: pytti-core's ``default.yaml`` values for the settings this converter reads.
+#: pytti-core's ``default.yaml`` values (``seed`` is random there).
 PYTTI_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
         "scene_prefix": "",
         "scene_suffix": "",
+        "direct_image_prompts": "",
         "init_image": "",
+        "direct_init_weight": "",
+        "semantic_init_weight": "",
+        "image_model": "Unlimited Palette",
+        "vqgan_model": "sflckr",
+        "animation_mode": "off",
         "width": 512,
         "height": 512,
         "steps_per_scene": 100,
         "steps_per_frame": 50,
         "interpolation_steps": 0,
         "learning_rate": None,
+        "reset_lr_each_frame": True,
         "seed": None,
         "cutouts": 40,
         "cut_pow": 2,
-        "animation_mode": "off",
-        "frames_per_second": 12,
+        "cutout_border": 0.25,
+        "border_mode": "clamp",
+        "field_of_view": 60,
+        "near_plane": 1,
+        "far_plane": 10000,
+        "input_audio": "",
+        "input_audio_offset": 0,
+        "input_audio_filters": [],
         "pre_animation_steps": 50,
+        "lock_camera": True,
         "translate_x": "0",
         "translate_y": "0",
         "translate_z_3d": "0",
@@ -52,8 +69,31 @@ PYTTI_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "sampling_mode": "bicubic",
         "infill_mode": "wrap",
         "pixel_size": 1,
-        "image_model": "Unlimited Palette",
+        "smoothing_weight": 0.02,
+        "random_initial_palette": False,
+        "palette_size": 5,
+        "palettes": 20,
+        "gamma": 1,
+        "hdr_weight": 0.01,
+        "palette_normalization_weight": 0.2,
+        "show_palette": False,
+        "target_palette": "",
+        "lock_palette": False,
+        "frames_per_second": 12,
+        "direct_stabilization_weight": "",
+        "semantic_stabilization_weight": "",
+        "depth_stabilization_weight": "",
+        "edge_stabilization_weight": "",
+        "flow_stabilization_weight": "",
+        "video_path": "",
+        "frame_stride": 1,
+        "reencode_each_frame": True,
+        "flow_long_term_samples": 1,
         "ViTB32": True,
+        "use_mmc": False,
+        "mmc_models": None,
+        "use_tensorboard": False,
+        "gradient_accumulation_steps": 1,
     }
 )
 
@@ -72,6 +112,26 @@ CLIP_FLAGS: Mapping[str, str] = MappingProxyType(
     }
 )
 
+#: Settings with the same name and meaning here: written when pytti's value differs from our default.
+SAME_NAME = (
+    "smoothing_weight",
+    "reset_lr_each_frame",
+    "gradient_accumulation_steps",
+    "cutout_border",
+    "border_mode",
+    "input_audio_offset",
+)
+PALETTE_SETTINGS = (
+    "palette_size",
+    "palettes",
+    "gamma",
+    "hdr_weight",
+    "palette_normalization_weight",
+    "random_initial_palette",
+    "lock_palette",
+)
+RENAMED: Mapping[str, str] = MappingProxyType({"use_tensorboard": "tensorboard"})
+
 #: Settings about pytti's notebook display, output naming or hardware: not part of a scene.
 IGNORED = frozenset(
     {
@@ -86,72 +146,83 @@ IGNORED = frozenset(
         "show_graphs",
         "show_palette",
         "approximate_vram_usage",
-        "use_tensorboard",
         "models_parent_dir",
         "device",
-        "gradient_accumulation_steps",
     }
 )
 
-#: Settings that change the image but have no equivalent here (yet), with pytti's "off" values.
-UNMAPPED: Mapping[str, Any] = MappingProxyType(
+#: Settings that only matter in one animation mode (pytti ignores them in the others, and so do we).
+MODE_SETTINGS: Mapping[str, str] = MappingProxyType(
     {
-        "direct_image_prompts": "",
-        "direct_init_weight": "",
-        "semantic_init_weight": "",
-        "vqgan_model": "sflckr",
-        "reset_lr_each_frame": True,
-        "cutout_border": 0.25,
-        "border_mode": "clamp",
-        "field_of_view": 60,
-        "near_plane": 1,
-        "far_plane": 10000,
-        "input_audio": "",
-        "input_audio_offset": 0,
-        "input_audio_filters": [],
-        "lock_camera": True,
-        "smoothing_weight": 0.02,
-        "random_initial_palette": False,
-        "palette_size": 5,
-        "palettes": 20,
-        "gamma": 1,
-        "hdr_weight": 0.01,
-        "palette_normalization_weight": 0.2,
-        "target_palette": "",
-        "lock_palette": False,
-        "direct_stabilization_weight": "",
-        "semantic_stabilization_weight": "",
-        "depth_stabilization_weight": "",
-        "edge_stabilization_weight": "",
-        "flow_stabilization_weight": "",
-        "video_path": "",
-        "frame_stride": 1,
-        "reencode_each_frame": True,
-        "flow_long_term_samples": 1,
-        "use_mmc": False,
-        "mmc_models": None,
+        "translate_x": "2d 3d",
+        "translate_y": "2d 3d",
+        "rotate_2d": "2d",
+        "zoom_x_2d": "2d",
+        "zoom_y_2d": "2d",
+        "translate_z_3d": "3d",
+        "rotate_3d": "3d",
+        "field_of_view": "3d",
+        "near_plane": "3d",
+        "far_plane": "3d",
+        "lock_camera": "3d",
+        "sampling_mode": "2d 3d",
+        "infill_mode": "2d 3d",
+        "pre_animation_steps": "2d 3d video",
+        "video_path": "video",
+        "frame_stride": "video",
+        "reencode_each_frame": "video",
+        "flow_long_term_samples": "video",
+        "direct_stabilization_weight": "2d 3d video",
+        "semantic_stabilization_weight": "2d 3d video",
+        "depth_stabilization_weight": "2d 3d video",
+        "edge_stabilization_weight": "2d 3d video",
+        "flow_stabilization_weight": "2d 3d video",
     }
 )
 
 _INTERPOLATION = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _NUMPY_CALL = re.compile(r"\bnp\.([a-z0-9_]+)\b")
+_URL_SAFE_COLON = re.compile(r":(?!//)")
 PLACEHOLDER_PROMPT = "a beautiful painting"
 
 
+def _plain_number(text: str) -> float | int | str:
+    """A number literal as a number (``"0"`` -> 0); anything else stays text."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def _default(key: str) -> Any:
+    field = Scene.model_fields.get(key)
+    return None if field is None or field.is_required() else field.default
+
+
 class _Converter:
-    """Builds the scene dict from a pytti config, collecting warnings."""
+    """Builds the scene dict from a pytti config, collecting warnings; one method per group of settings."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
         self.warnings: list[str] = []
         self.scene: dict[str, Any] = {}
+        self.used: set[str] = {"scenes"} | IGNORED
+        self.mode = "off"
+        self.bands: frozenset[str] = frozenset()
 
-    def get(self, key: str) -> Any:
+    # -- reading the config --------------------------------------------------------------------------------
+
+    def get(self, key: str, _seen: frozenset[str] = frozenset()) -> Any:
+        """The effective pytti value (the config's, else pytti's default), resolving ``${other_key}``."""
+        self.used.add(key)
         value = self.config.get(key, PYTTI_DEFAULTS.get(key))
         if isinstance(value, str):
             match = _INTERPOLATION.match(value.strip())
-            if match and match.group(1) in self.config | PYTTI_DEFAULTS:
-                return self.get(match.group(1))
+            target = match.group(1) if match else None
+            known = target is not None and (target in self.config or target in PYTTI_DEFAULTS)
+            if target is not None and target not in _seen and known:
+                return self.get(target, _seen | {key})
             if value.strip().startswith("${"):
                 self.warn(f"{key}: Hydra interpolation {value!r} cannot be resolved; using pytti's default")
                 return PYTTI_DEFAULTS.get(key)
@@ -169,98 +240,13 @@ class _Converter:
         except ValueError:
             self.warn(f"{key}: {value!r} is not a number; using the default")
             return None
+        if not math.isfinite(number):
+            self.warn(f"{key}: {value!r} is not a finite number; using the default")
+            return None
         return int(number) if kind is int and number.is_integer() else number
 
-    def convert(self) -> dict[str, Any]:
-        """All phases, in the order the output file lists them."""
-        self.basics()
-        self.perceptors()
-        self.animation()
-        self.stages()
-        self.leftovers()
-        return self.scene
-
-    def basics(self) -> None:
-        for ours, theirs in (("width", "width"), ("height", "height")):
-            value = self.number(theirs, int)
-            if value is None or value <= 0:
-                self.warn(f"{theirs}: {self.get(theirs)!r} (derived from the init image) is not supported; using 512")
-                value = 512
-            self.scene[ours] = value
-        pixel_size = self.number("pixel_size", int) or 1
-        if pixel_size != 1:
-            self.warn(
-                f"pixel_size: {pixel_size} is not supported; the render is {self.scene['width']}x"
-                f"{self.scene['height']} (pytti's parameter grid) instead of being upscaled"
-            )
-        self.scene["fps"] = self.number("frames_per_second", int) or 12
-        seed = self.config.get("seed")
-        if isinstance(seed, int) and not isinstance(seed, bool):
-            self.scene["seed"] = seed
-        else:
-            self.warn(f"seed: {seed!r} was random in pytti; using seed 0 (set one to vary the result)")
-        self.scene["steps_per_frame"] = self.steps_per_frame()
-        self.scene["cutouts"] = self.number("cutouts", int)
-        self.scene["cut_pow"] = self.number("cut_pow", int)
-        learning_rate = self.number("learning_rate")
-        if learning_rate is not None:
-            self.scene["learning_rate"] = learning_rate
-        init_image = self.get("init_image")
-        if init_image:
-            self.scene["init_image"] = str(init_image)
-            self.warn("init_image: paths are now relative to the scene file's folder; check that it still points there")
-        image_model = self.get("image_model")
-        if image_model != "Unlimited Palette":
-            self.drop("image_model", f"image_model: {image_model!r} is not supported; using unlimited-palette RGB")
-
-    def steps_per_frame(self) -> int:
-        value = self.number("steps_per_frame", int)
-        if not isinstance(value, int) or value <= 0:
-            self.warn(f"steps_per_frame: {self.get('steps_per_frame')!r} is not a positive integer; using 50")
-            return 50
-        return value
-
-    def perceptors(self) -> None:
-        models = [CLIP_FLAGS[flag] for flag in CLIP_FLAGS if self.get(flag) is True]
-        if not models:
-            self.warn("no CLIP model was selected (ViTB32: false ...); using ViT-B-32")
-            models = ["ViT-B-32"]
-        self.scene["perceptors"] = [{"model": m, "pretrained": "openai"} for m in models]
-
-    def animation(self) -> None:
-        mode = self.get("animation_mode")
-        mode = "off" if mode is False or mode is None else str(mode).strip().lower()
-        supported = set(get_args(AnimationMode))
-        target = {"off": "off", "2d": "2d", "3d": "3d", "video source": "video"}.get(mode)
-        if target is None:
-            self.warn(f"animation_mode: unknown value {mode!r}; using off")
-            target = "off"
-        if target not in supported:
-            fallback = "2d" if target == "3d" else "off"
-            self.warn(f"animation_mode: {mode!r} is not supported yet; converted as '{fallback}'")
-            target = fallback
-        self.scene["animation"] = target
-        if target == "off":
-            return
-        for key in ("translate_x", "translate_y", "rotate_2d"):
-            self.motion(key, key)
-        self.zoom()
-        if target != "3d":
-            for key in ("translate_z_3d", "rotate_3d"):
-                if str(self.get(key)).replace(" ", "") not in ("0", "[1,0,0,0]"):
-                    self.warn(f"{key}: 3D motion is not supported yet; dropped ({self.get(key)!r})")
-        self.scene["sampling_mode"] = self.get("sampling_mode")
-        self.scene["infill_mode"] = self.get("infill_mode")
-        pre = self.number("pre_animation_steps", int)
-        if pre:
-            self.warn(f"pre_animation_steps: {pre} steps before the first warp have no equivalent; dropped")
-
-    def motion(self, ours: str, theirs: str) -> None:
-        value = self.expression(theirs)
-        if value != 0:
-            self.scene[ours] = value
-
     def expression(self, key: str) -> Any:
+        """An expression setting, with ``np.f(`` rewritten to ``f(``; numbers stay numbers."""
         value = self.get(key)
         if not isinstance(value, str):
             return value
@@ -268,21 +254,293 @@ class _Converter:
         if text != value.strip():
             self.warn(f"{key}: numpy calls rewritten as math functions ({value!r} -> {text!r})")
         try:
-            compiled, _ = compile_expression(text, frozenset({"t", "frame"}))
+            compiled, _ = compile_expression(text, frozenset({"t", "frame"}) | self.bands)
         except ExprError as e:
             self.warn(f"{key}: {value!r} is not a valid expression here ({e.message}); kept as is")
             return text
         return _plain_number(text) if isinstance(compiled, float) else text
 
+    # -- writing the scene ---------------------------------------------------------------------------------
+
+    def put(self, key: str, value: Any, source: str) -> None:
+        """Set a scene key if this version of the schema has it; otherwise warn that it was dropped."""
+        if key in Scene.model_fields:
+            self.scene[key] = value
+        else:
+            self.warn(f"{source}: not supported by this version; dropped ({value!r})")
+
+    def put_if_not_default(self, key: str, value: Any, source: str) -> None:
+        default = _default(key)
+        if isinstance(default, Expr) and default.is_constant and isinstance(value, int | float):
+            default = default.value
+        if value is not None and value != default:
+            self.put(key, value, source)
+
+    def convert(self) -> dict[str, Any]:
+        """All groups, in the order the output file lists them."""
+        self.size_and_clock()
+        self.perceptors()
+        self.image_model()
+        self.init_and_direct_prompts()
+        self.optimizer_and_cutouts()
+        self.audio()
+        self.animation()
+        self.stages()
+        self.leftovers()
+        return self.scene
+
+    def size_and_clock(self) -> None:
+        pixel_size = self.number("pixel_size", int) or 1
+        scale = pixel_size if "pixel_size" in Scene.model_fields else 1
+        for key in ("width", "height"):
+            value = self.number(key, int)
+            if value is None or value <= 0:
+                self.warn(
+                    f"{key}: {self.get(key)!r} (derived from the init image) is not supported; using 512"
+                )
+                value = 512
+            self.scene[key] = value * scale
+        if pixel_size != 1:
+            self.put("pixel_size", pixel_size, "pixel_size")
+        self.scene["fps"] = self.number("frames_per_second", int) or 12
+        seed = self.config.get("seed")
+        self.used.add("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            self.scene["seed"] = seed
+        else:
+            shown = "not set" if seed is None else repr(seed)
+            self.warn(f"seed: {shown} (random in pytti); using seed 0 (set one to vary the result)")
+        value = self.number("steps_per_frame", int)
+        if not isinstance(value, int) or value <= 0:
+            self.warn(f"steps_per_frame: {self.get('steps_per_frame')!r} is not a positive integer; using 50")
+            value = 50
+        self.scene["steps_per_frame"] = value
+
+    def perceptors(self) -> None:
+        models = [CLIP_FLAGS[flag] for flag in CLIP_FLAGS if self.get(flag) is True]
+        if not models:
+            self.warn("no CLIP model was selected (ViTB32: false ...); using ViT-B-32")
+            models = ["ViT-B-32"]
+        self.scene["perceptors"] = [{"model": m, "pretrained": "openai"} for m in models]
+        if self.get("use_mmc"):
+            self.warn(
+                f"use_mmc / mmc_models: not supported; using the CLIP flags instead ({self.get('mmc_models')!r})"
+            )
+
+    def image_model(self) -> None:
+        model = str(self.get("image_model"))
+        ours = {"Unlimited Palette": "unlimited_palette", "Limited Palette": "limited_palette"}.get(model)
+        if ours is None or "image_model" not in Scene.model_fields:
+            if model != "Unlimited Palette":
+                self.warn(f"image_model: {model!r} is not supported; using unlimited-palette RGB")
+            self.get("vqgan_model")
+            return
+        self.put_if_not_default("image_model", ours, "image_model")
+        if ours != "limited_palette":
+            return
+        for key in PALETTE_SETTINGS:
+            self.put_if_not_default(key, self.get(key), key)
+        target = self.get("target_palette")
+        if target:
+            self.put("target_palette", str(target), "target_palette")
+            self.warn("target_palette: paths are now relative to the scene file's folder")
+
+    def init_and_direct_prompts(self) -> None:
+        init_image = self.get("init_image")
+        if init_image:
+            self.scene["init_image"] = str(init_image)
+            self.warn(
+                "init_image: paths are now relative to the scene file's folder; check that it still points there"
+            )
+        for key in ("direct_init_weight", "semantic_init_weight"):
+            weight = self.loss_weight(key)
+            if weight is not None:
+                if not init_image:
+                    self.warn(f"{key}: there is no init_image; dropped")
+                else:
+                    self.put_if_not_default(key, weight, key)
+        prompts = self.direct_image_prompts()
+        if prompts:
+            self.put("direct_image_prompts", prompts, "direct_image_prompts")
+
+    def loss_weight(self, key: str) -> float | None:
+        """A pytti loss-weight string (``weight[_mask][:stop]``, ``""``/``"0"`` = off) as a number."""
+        raw = self.get(key)
+        text = "" if raw is None else str(raw).strip()
+        if text in ("", "0"):
+            return None
+        weight_part, _, stop = text.partition(":")
+        weight, _, mask = weight_part.partition("_")
+        if mask or stop:
+            self.warn(f"{key}: the mask/stop in {text!r} is not supported; only the weight is kept")
+        value = _plain_number(weight.strip())
+        if isinstance(value, str):
+            self.warn(f"{key}: {text!r} is not a number (expressions are not supported here); dropped")
+            return None
+        return float(value)
+
+    def direct_image_prompts(self) -> list[dict[str, Any]]:
+        text = str(self.get("direct_image_prompts") or "").strip()
+        prompts: list[dict[str, Any]] = []
+        for item in filter(None, (p.strip() for p in text.split("|"))):
+            parts = _URL_SAFE_COLON.split(item, maxsplit=2)
+            path, weight_part, stop = (parts + ["", ""])[:3]
+            weight, _, mask = weight_part.partition("_")
+            if path.startswith(("http://", "https://")):
+                self.warn(f"direct_image_prompts: URLs are not supported ({path}); dropped")
+                continue
+            entry: dict[str, Any] = {"image": path.strip(), "weight": _plain_number(weight.strip() or "1")}
+            if stop.strip():
+                entry["stop"] = _plain_number(stop.strip())
+            if mask.strip():
+                self.warn(f"direct_image_prompts: the mask of {item!r} is not supported; dropped")
+            prompts.append(entry)
+        if prompts:
+            self.warn("direct_image_prompts: paths are now relative to the scene file's folder")
+        return prompts
+
+    def optimizer_and_cutouts(self) -> None:
+        self.scene["cutouts"] = self.number("cutouts", int)
+        self.scene["cut_pow"] = self.number("cut_pow", int)
+        learning_rate = self.number("learning_rate")
+        if learning_rate is not None:
+            self.scene["learning_rate"] = learning_rate
+        for key in SAME_NAME:
+            if key != "input_audio_offset":
+                self.put_if_not_default(key, self.get(key), key)
+        for theirs, ours in RENAMED.items():
+            self.put_if_not_default(ours, self.get(theirs), theirs)
+
+    def audio(self) -> None:
+        path = self.get("input_audio")
+        if not path:
+            self.get("input_audio_filters")
+            self.get("input_audio_offset")
+            return
+        self.put("input_audio", str(path), "input_audio")
+        self.warn("input_audio: paths are now relative to the scene file's folder")
+        self.put_if_not_default("input_audio_offset", self.number("input_audio_offset"), "input_audio_offset")
+        filters = self.get("input_audio_filters") or []
+        if isinstance(filters, dict):  # the structured schema allowed a single filter
+            filters = [filters]
+        converted = [
+            {
+                "name": f.get("variable_name"),
+                "f_center": f.get("f_center"),
+                "f_width": f.get("f_width"),
+                "order": f.get("order", 5),
+            }
+            for f in filters
+            if isinstance(f, dict)
+        ]
+        if converted:
+            self.put("input_audio_filters", converted, "input_audio_filters")
+            names = [str(f["name"]) for f in converted if isinstance(f["name"], str)]
+            self.bands = frozenset(names) | frozenset(f"{n}_prev" for n in names)
+
+    def animation(self) -> None:
+        raw = self.get("animation_mode")
+        mode = "off" if raw is False or raw is None else str(raw).strip().lower()
+        supported = set(get_args(AnimationMode))
+        target = {"off": "off", "2d": "2d", "3d": "3d", "video source": "video"}.get(mode)
+        if target is None:
+            self.warn(f"animation_mode: unknown value {mode!r}; using off")
+            target = "off"
+        if target not in supported:
+            fallback = "2d" if target == "3d" and "2d" in supported else "off"
+            self.warn(f"animation_mode: {mode!r} is not supported; converted as '{fallback}'")
+            target = fallback
+        self.mode = target
+        self.scene["animation"] = target
+        if target in ("2d", "3d"):
+            for key in ("translate_x", "translate_y"):
+                self.put_if_not_default(key, self.expression(key), key)
+            self.scene["sampling_mode"] = self.get("sampling_mode")
+            self.scene["infill_mode"] = self.get("infill_mode")
+        if target == "2d":
+            self.put_if_not_default("rotate_2d", self.expression("rotate_2d"), "rotate_2d")
+            self.zoom()
+        elif target == "3d":
+            self.camera_3d()
+        elif target == "video":
+            self.video_source()
+        if target != "off":
+            self.stabilization()
+            pre = self.number("pre_animation_steps", int)
+            if pre:
+                self.warn(
+                    f"pre_animation_steps: {pre} steps before the first warp have no equivalent; dropped"
+                )
+
     def zoom(self) -> None:
+        """pytti zooms by ``zoom_x_2d`` pixels per frame: the sampled width shrinks to (w - zoom_x) / w."""
         zx, zy = self.expression("zoom_x_2d"), self.expression("zoom_y_2d")
         if zx == 0 and zy == 0:
             return
+        grid = (
+            self.scene["width"] // self.scene.get("pixel_size", 1),
+            self.scene["height"] // self.scene.get("pixel_size", 1),
+        )
+        if "zoom_x" in Scene.model_fields and "zoom_y" in Scene.model_fields:
+            self.scene["zoom_x"] = f"{grid[0]} / ({grid[0]} - ({zx}))"
+            self.scene["zoom_y"] = f"{grid[1]} / ({grid[1]} - ({zy}))"
+            return
         if str(zx) != str(zy):
-            self.warn(f"zoom_x_2d/zoom_y_2d: different zooms ({zx!r}, {zy!r}) are not supported; using zoom_x_2d")
-        # pytti zooms by zoom_x pixels per frame on the grid: the sampled width shrinks to (w - zoom_x)/w.
-        width = self.scene["width"]
-        self.scene["zoom"] = f"{width} / ({width} - ({zx}))"
+            self.warn(
+                f"zoom_x_2d/zoom_y_2d: different zooms ({zx!r}, {zy!r}) are not supported; using zoom_x_2d"
+            )
+        self.scene["zoom"] = f"{grid[0]} / ({grid[0]} - ({zx}))"
+
+    def camera_3d(self) -> None:
+        self.put_if_not_default("translate_z", self.expression("translate_z_3d"), "translate_z_3d")
+        rotation = _NUMPY_CALL.sub(lambda m: m.group(1), str(self.get("rotate_3d")).strip())
+        if rotation.replace(" ", "") not in ("[1,0,0,0]", "[1.0,0,0,0]"):
+            self.put("rotate_3d", rotation, "rotate_3d")
+        for key in ("field_of_view", "lock_camera"):
+            self.put_if_not_default(key, self.get(key), key)
+        for key in ("near_plane", "far_plane"):
+            if key in self.config and self.config[key] != PYTTI_DEFAULTS[key]:
+                self.warn(
+                    f"{key}: pytti scales AdaBins depth with it; the meaning differs here, so it was dropped"
+                )
+        self.put("depth_model", "flat", "depth_model")
+        self.warn(
+            "depth_model: pytti used AdaBins; set depth_model to a Depth-Anything-V2 folder for parallax "
+            "(converted as 'flat': rotations only, no depth)"
+        )
+
+    def video_source(self) -> None:
+        path = self.get("video_path")
+        if path:
+            self.put("video_path", str(path), "video_path")
+            self.warn(
+                "video_path: paths are now relative to the scene file's folder; check that it still points there"
+            )
+        self.put_if_not_default("frame_stride", self.number("frame_stride", int) or 1, "frame_stride")
+        self.put_if_not_default(
+            "reencode_each_frame", bool(self.get("reencode_each_frame")), "reencode_each_frame"
+        )
+        samples = self.number("flow_long_term_samples", int)
+        if samples and samples != 1:
+            self.warn(f"flow_long_term_samples: {samples} is not supported; dropped")
+
+    def stabilization(self) -> None:
+        weights: dict[str, Any] = {}
+        for kind in ("direct", "semantic", "edge", "depth", "flow"):
+            key = f"{kind}_stabilization_weight"
+            raw = self.get(key)
+            if raw is None or str(raw).strip() in ("", "0"):
+                continue
+            weight_part, _, stop = str(raw).partition(":")
+            weight, _, mask = weight_part.partition("_")
+            weights[kind] = _plain_number(weight.strip())
+            if mask.strip():
+                weights[f"{kind}_mask"] = mask.strip().strip("[]")
+                self.warn(f"{key}: mask paths are now relative to the scene file's folder")
+            if stop.strip():
+                self.warn(f"{key}: the stop ({stop.strip()!r}) is not supported; dropped")
+        if weights:
+            self.put("stabilization", weights, "stabilization weights")
 
     def stages(self) -> None:
         text = self.get("scenes")
@@ -299,7 +557,11 @@ class _Converter:
             if self.get(key):
                 self.scene[key] = self.get(key)
         self.scene["scenes"] = [
-            {"prompts": s, "frames": frames, **({"transition_frames": transition} if i and transition else {})}
+            {
+                "prompts": s,
+                "frames": frames,
+                **({"transition_frames": transition} if i and transition else {}),
+            }
             for i, s in enumerate(stages)
         ]
 
@@ -325,20 +587,18 @@ class _Converter:
             self.warn(f"interpolation_steps: {steps} steps became transition_frames: {transition}")
         return transition
 
-    def drop(self, key: str, message: str) -> None:
-        self.warn(message)
-        self.config.pop(key, None)
-
     def leftovers(self) -> None:
-        handled = set(PYTTI_DEFAULTS) | set(CLIP_FLAGS) | IGNORED | {"scenes"}
+        """Report settings nobody read: mode settings of other modes stay silent, as pytti ignores them."""
         for key, value in self.config.items():
-            if key in handled:
+            if key in self.used or key in CLIP_FLAGS:
                 continue
-            if key in UNMAPPED:
-                if value not in (UNMAPPED[key], None, "", "0", 0) and value != UNMAPPED[key]:
-                    self.warn(f"{key}: not supported; dropped ({value!r})")
-            else:
+            modes = MODE_SETTINGS.get(key)
+            if modes is not None and self.mode not in modes.split():
+                continue
+            if key not in PYTTI_DEFAULTS:
                 self.warn(f"{key}: unknown pytti-core setting; dropped ({value!r})")
+            elif value not in (PYTTI_DEFAULTS[key], None, "", "0", 0):
+                self.warn(f"{key}: not supported; dropped ({value!r})")
 
 
 def import_pytti_config(path: str | Path) -> tuple[str, list[str]]:
@@ -349,7 +609,7 @@ def import_pytti_config(path: str | Path) -> tuple[str, list[str]]:
 
     Returns:
         ``(yaml_text, warnings)``: the scene file's text and one line per setting that could not be
-        carried over exactly.
+        carried over exactly (the same lines are comments at the top of the text).
 
     Raises:
         SceneError: the file is missing or is not a YAML mapping.
@@ -372,7 +632,7 @@ def convert_pytti_text(text: str, *, name: str = "<pytti>") -> tuple[str, list[s
         mark = e.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise SceneError(name, line, col, f"YAML syntax error: {e.problem}") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:
         raise SceneError(name, None, None, f"YAML syntax error: {e}") from None
     if config is None:
         config = {}
@@ -383,19 +643,6 @@ def convert_pytti_text(text: str, *, name: str = "<pytti>") -> tuple[str, list[s
     header = f"# Converted from {Path(name).name} by 'pytti import-pytti'.\n"
     if converter.warnings:
         header += "# Not carried over exactly:\n" + "".join(f"#  - {w}\n" for w in converter.warnings)
-    body = yaml.safe_dump(_only_known(scene), sort_keys=False, allow_unicode=True, width=4096)
+    known = {k: v for k, v in scene.items() if k in Scene.model_fields and v is not None}
+    body = yaml.safe_dump(known, sort_keys=False, allow_unicode=True, width=4096)
     return header + body, converter.warnings
-
-
-def _plain_number(text: str) -> float | int | str:
-    """A number literal as a number (``"0"`` -> 0); a constant expression stays readable text."""
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text else value
-
-
-def _only_known(scene: dict[str, Any]) -> dict[str, Any]:
-    """Keys the scene schema knows (the converter only produces those; this keeps it honest)."""
-    return {k: v for k, v in scene.items() if k in Scene.model_fields and v is not None}

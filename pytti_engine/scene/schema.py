@@ -8,13 +8,16 @@ against the current folder. Expressions (:class:`~pytti_engine.scene.expr.Expr`)
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -26,16 +29,17 @@ from pydantic.functional_validators import PlainValidator
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from pytti_engine.scene.expr import Expr, Interpolation, scene_names
+from pytti_engine.scene.expr import Expr, Interpolation, reserved_names, scene_names
 from pytti_engine.scene.prompt_dsl import PromptError, PromptSpec, parse_prompts
 from pytti_engine.scene.source import SourceRef, SourceText, locate
 
-AnimationMode = Literal["off", "2d"]
+AnimationMode = Literal["off", "2d", "3d", "video"]
 InfillMode = Literal["mirror", "wrap", "black", "smear"]
 SamplingMode = Literal["nearest", "bilinear", "bicubic"]
 X264Preset = Literal[
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
 ]
+MAX_FRAMES = 1_000_000  # about a day at 12 fps; a plan is built in memory
 MODEL_FILE_SUFFIXES = frozenset({".safetensors", ".pt", ".pth", ".bin", ".ckpt"})
 
 
@@ -59,7 +63,7 @@ def _custom_error(message: str, text: object = None, offset: int = 0) -> Pydanti
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PerceptorSpec(_Model):
@@ -114,11 +118,95 @@ def looks_like_path(pretrained: str) -> bool:
     )
 
 
-class OutputSettings(_Model):
-    """How frames are assembled into the video (H.264, yuv420p)."""
+# ---- audio and output keys (issue 7: audio reactivity, encoding options; docs/outputs.md) -------------
 
-    crf: int = Field(18, ge=0, le=51, strict=True, description="x264 constant rate factor (0 = lossless)")
-    preset: X264Preset = Field("medium", description="x264 speed/size preset")
+VideoCodec = Literal["h264", "h265", "vp9"]
+PixelFormat = Literal["yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le"]
+ExportKind = Literal["depth", "flow"]
+
+
+def _check_audio_file(value: Path | bool | None, info: ValidationInfo) -> Path | bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    path = _resolve(value, info)
+    from pytti_engine.audio import probe_audio  # runs ffmpeg: only for scenes that name a sound file
+    from pytti_engine.errors import PyttiError
+
+    try:
+        probe_audio(path)
+    except PyttiError as e:
+        raise _custom_error(str(e)) from None
+    return path
+
+
+class OutputSettings(_Model):
+    """How frames are assembled into videos (docs/outputs.md)."""
+
+    codec: VideoCodec = Field("h264", description="video codec of <stem>.mp4: h264, h265 or vp9")
+    crf: int = Field(
+        18, ge=0, le=51, strict=True, description="constant rate factor: lower = better (0 = lossless)"
+    )
+    preset: X264Preset = Field(
+        "medium", description="encoder speed/size preset (h264/h265; vp9 maps it to -cpu-used)"
+    )
+    pix_fmt: PixelFormat = Field("yuv420p", description="pixel format; yuv420p plays everywhere")
+    fps: float | None = Field(
+        None, gt=0, le=240, description="playback rate of the frames (default: the scene's fps)"
+    )
+    audio: Annotated[Path | Literal[False] | None, AfterValidator(_check_audio_file)] = Field(
+        None,
+        description="sound file muxed into the videos, cut to the video's length; default: input_audio; "
+        "false = no sound",
+    )
+    audio_offset: float | None = Field(
+        None,
+        ge=0,
+        description="seconds into the sound file where the video starts (default: input_audio_offset)",
+    )
+    loop: int = Field(1, ge=1, le=1000, strict=True, description="play the animation this many times")
+    boomerang: bool = Field(False, description="play forward then backward (ping-pong)")
+    gif: bool = Field(False, description="also write <stem>.gif (palette-optimized, loops forever)")
+    webm: bool = Field(False, description="also write <stem>.webm (VP9, Opus sound)")
+    interpolate_to: float | None = Field(
+        None,
+        gt=0,
+        le=240,
+        description="motion-interpolate the videos to this frame rate (ffmpeg minterpolate)",
+    )
+
+
+class AudioFilter(_Model):
+    """A band-pass filter on input_audio; its per-frame envelope is the expression variable ``name``."""
+
+    name: str = Field(description="variable name in expressions; <name>_prev is the previous frame's value")
+    f_center: float = Field(gt=0, description="centre frequency in Hz")
+    f_width: float = Field(gt=0, description="band width in Hz (the band is f_center ± f_width/2)")
+    order: int = Field(5, ge=1, le=16, strict=True, description="Butterworth filter order")
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, value: str) -> str:
+        if not value.isidentifier() or not value.isascii():
+            raise _custom_error(
+                f"'{value}' is not a usable name (letters, digits and _, not starting with a digit)"
+            )
+        if value in reserved_names() or value.endswith("_prev"):
+            raise _custom_error(
+                f"'{value}' is taken (a built-in name, or ends in _prev); choose another name"
+            )
+        return value
+
+
+def audio_variable_names(data: Any) -> list[str]:
+    """The band variables (``name``, ``name_prev``) a raw scene mapping defines, for the loader's context."""
+    filters = data.get("input_audio_filters") if isinstance(data, Mapping) else None
+    if not isinstance(filters, list | tuple):
+        return []
+    names = [f.get("name") for f in filters if isinstance(f, Mapping)]
+    return [v for n in names if isinstance(n, str) and n.isidentifier() for v in (n, f"{n}_prev")]
+
+
+# ---- end of audio and output keys (helpers) ----
 
 
 def _validate_prompts(value: Any, info: ValidationInfo) -> tuple[PromptSpec, ...]:
@@ -170,6 +258,7 @@ class Stage(_Model):
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={"oneOf": [{"required": ["frames"]}, {"required": ["seconds"]}]},
     )
 
@@ -200,6 +289,177 @@ def _expr(default: float, description: str) -> Any:
     return Field(Expr.constant(default), description=description)
 
 
+# ---- motion keys (issue 4: 3D camera, video source, stabilization; see docs/motion.md) ----------------
+
+FlowModel = Literal["dis", "raft"]
+VIDEO_MASK_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"})
+
+
+def _split_vector(value: Any) -> Any:
+    """``"[a, b, c]"`` -> ``["a", "b", "c"]`` (top-level commas only; source positions kept)."""
+    if not isinstance(value, str) or not value.strip().startswith("["):
+        return value
+    start = value.index("[") + 1
+    end = value.rindex("]") if "]" in value else len(value)
+    parts: list[str] = []
+    depth, begin = 0, start
+    for i in range(start, end + 1):
+        ch = value[i] if i < end else ","
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            ref = locate(value, begin)
+            piece = value[begin:i]
+            parts.append(SourceText.at(piece, ref) if ref is not None else piece)
+            begin = i + 1
+    return parts
+
+
+def _check_rotation(value: tuple[Expr, ...]) -> tuple[Expr, ...]:
+    if len(value) not in (3, 4):
+        raise _custom_error(
+            f"rotate_3d must be 3 angles [x, y, z] in degrees per frame or a quaternion [w, x, y, z]; "
+            f"got {len(value)} values"
+        )
+    return value
+
+
+Rotation3D = Annotated[
+    tuple[Expr, ...],
+    BeforeValidator(_split_vector),
+    AfterValidator(_check_rotation),
+    PlainSerializer(lambda v: [e.to_json() for e in v], return_type=list),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "number"}, {"type": "string"}]},
+                    "minItems": 3,
+                    "maxItems": 4,
+                },
+                {"type": "string", "description": "'[x, y, z]' degrees or '[w, x, y, z]' quaternion"},
+            ]
+        }
+    ),
+]
+
+
+def _mask_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise _custom_error(f"mask file not found: {path}")
+    return path
+
+
+MaskPath = Annotated[Path | None, AfterValidator(_mask_path)]
+
+
+class Stabilization(_Model):
+    """Losses that keep each frame close to the warped previous frame (or the next source frame).
+
+    Each weight is an expression of ``t``; 0 turns the loss off for that frame. Each ``*_mask`` is an
+    optional greyscale image or video (white = stabilize, black = free; a video steps with the frames).
+    """
+
+    direct: Expr = _expr(0, "pixel MSE to the warped previous frame")
+    semantic: Expr = _expr(0, "CLIP distance between the frame and the warped previous frame")
+    edge: Expr = _expr(0, "MSE between Sobel edge maps of the frame and the warped previous frame")
+    depth: Expr = _expr(0, "MSE between depth maps (needs depth_model) of the frame and the target")
+    flow: Expr = _expr(0, "video: MSE to the flow-warped previous frame, masked by flow occlusions")
+    direct_mask: MaskPath = Field(None, description="mask image/video for the direct loss")
+    semantic_mask: MaskPath = Field(None, description="mask image/video for the semantic loss")
+    edge_mask: MaskPath = Field(None, description="mask image/video for the edge loss")
+    depth_mask: MaskPath = Field(None, description="mask image/video for the depth loss")
+    flow_mask: MaskPath = Field(None, description="mask image/video for the flow loss")
+
+
+def _check_depth_model(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None or value == "flat":
+        return value
+    folder = _resolve(value, info)
+    if folder.is_dir():
+        problem = depth_folder_problem(folder)
+        if problem:
+            raise _custom_error(f"depth_model folder {folder}: {problem}")
+        return str(folder)
+    if looks_like_path(value) and value.count("/") != 1:
+        raise _custom_error(f"depth_model folder not found: {folder} (give a folder, a hub id, or 'flat')")
+    return value  # a hub id such as depth-anything/Depth-Anything-V2-Small-hf, read from the HF cache
+
+
+def depth_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a transformers depth-estimation model folder, or ``None`` when it is."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return "no config.json (expected a transformers folder: config.json + model.safetensors)"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        return f"config.json is not valid JSON ({e})"
+    archs = data.get("architectures") or []
+    if not any(str(a).endswith("ForDepthEstimation") for a in archs):
+        return f"config.json does not describe a depth-estimation model (architectures: {archs})"
+    if not any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        return "no model.safetensors or pytorch_model.bin"
+    return None
+
+
+def _check_video(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise _custom_error(f"video_path not found: {path}")
+    from pytti_engine.errors import FFmpegError
+    from pytti_engine.video import probe_video
+
+    try:
+        probe_video(path)
+    except FFmpegError as e:
+        raise _custom_error(f"video_path {path} is not a readable video: {e}") from None
+    return path
+
+
+def _check_weights(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise _custom_error(f"flow_weights file not found: {path}")
+    return path
+
+
+# ---- engine keys (issue 8: image models, losses, optimizer; docs/engine.md) -------------------------
+
+ImageModel = Literal["unlimited_palette", "limited_palette"]
+BorderMode = Literal["clamp", "mirror", "wrap", "black", "smear"]
+
+
+def _check_image_file(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise _custom_error(f"image not found: {path}")
+    return path
+
+
+class DirectImagePrompt(_Model):
+    """A direct image prompt: pull the pixels toward a picture (HSV mean squared error)."""
+
+    image: Annotated[Path, AfterValidator(_check_image_file)] = Field(
+        description="the target picture, relative to the scene file (resized to the image size)"
+    )
+    weight: float = Field(1.0, strict=True, description="loss weight; negative pushes away")
+    stop: float | None = Field(None, strict=True, description="gradient gate as for prompts; none = no gate")
+
+
+# ---- end of engine keys (helpers) ----
+
+
 class Scene(_Model):
     """A whole scene file."""
 
@@ -208,7 +468,11 @@ class Scene(_Model):
     height: int = Field(256, ge=16, le=8192, strict=True, description="image height in pixels")
     fps: float = Field(12, gt=0, le=240, strict=True, description="frames per second; t = frame / fps")
     seed: int = Field(
-        0, strict=True, description="random seed (frame k uses a generator seeded by (seed, k))"
+        0,
+        ge=-(2**63),
+        le=2**64 - 1,
+        strict=True,
+        description="random seed (frame k uses a generator seeded by (seed, k)); a 64-bit integer",
     )
     steps_per_frame: int = Field(50, ge=0, strict=True, description="optimizer steps per frame")
     perceptors: tuple[PerceptorSpec, ...] = Field(
@@ -222,6 +486,80 @@ class Scene(_Model):
     )
     learning_rate: float = Field(0.02, gt=0, strict=True, description="Adam learning rate")
     init_image: Path | None = Field(None, description="start image, relative to the scene file")
+    # ---- engine keys (issue 8; docs/engine.md) ----
+    image_model: ImageModel = Field(
+        "unlimited_palette",
+        description="unlimited_palette (free RGB) or limited_palette (pixel-art palettes)",
+    )
+    pixel_size: int = Field(
+        1,
+        ge=1,
+        strict=True,
+        description="output pixels per image-model pixel; width and height must be multiples",
+    )
+    palette_size: int = Field(5, ge=1, strict=True, description="limited_palette: colours per palette")
+    palettes: int = Field(20, ge=1, strict=True, description="limited_palette: number of palettes")
+    gamma: float = Field(1.0, gt=0, strict=True, description="limited_palette: palette brightness curve")
+    hdr_weight: float = Field(
+        0.01, strict=True, description="limited_palette: weight of the HDR palette loss"
+    )
+    palette_normalization_weight: float = Field(
+        0.2, strict=True, description="limited_palette: weight of the palette normalization loss"
+    )
+    random_initial_palette: bool = Field(
+        False, description="limited_palette: start from random palettes instead of grey ramps"
+    )
+    target_palette: Annotated[Path | None, AfterValidator(_check_image_file)] = Field(
+        None, description="limited_palette: a picture whose palette is fitted once and locked"
+    )
+    lock_palette: bool = Field(False, description="limited_palette: freeze the initial palette")
+    ema_decay: float | None = Field(
+        None, ge=0, lt=1, strict=True, description="output shows an EMA of the image parameters (e.g. 0.99)"
+    )
+    smoothing_weight: float = Field(
+        0.02, strict=True, description="TV smoothing loss weight (negative sharpens)"
+    )
+    direct_init_weight: float = Field(
+        0.0, strict=True, description="pull toward init_image's pixels (HSV MSE)"
+    )
+    semantic_init_weight: float = Field(
+        0.0, strict=True, description="an image prompt of init_image, this weight"
+    )
+    direct_image_prompts: tuple[DirectImagePrompt, ...] = Field(
+        (), description="pictures the pixels are pulled toward (HSV MSE), each with a weight"
+    )
+    reset_lr_each_frame: bool = Field(
+        False, description="start every frame with fresh Adam moments instead of the warped previous ones"
+    )
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, strict=True, description="split each step's cutouts into this many batches (less memory)"
+    )
+    cutout_border: float = Field(
+        0.25, ge=0, strict=True, description="how far cutouts may reach outside the image (fraction of size)"
+    )
+    border_mode: BorderMode = Field(
+        "clamp", description="cutouts past the edge: clamp, mirror, wrap, black, smear"
+    )
+    mixed_precision: bool = Field(True, description="CUDA only: bf16 autocast for the perceptor forward")
+
+    @model_validator(mode="after")
+    def _engine_keys_fit(self) -> Scene:
+        problems = []
+        if self.width % self.pixel_size or self.height % self.pixel_size:
+            problems.append(
+                ("pixel_size", f"width and height must be multiples of pixel_size {self.pixel_size}")
+            )
+        if self.cutouts % self.gradient_accumulation_steps:
+            problems.append(("gradient_accumulation_steps", "must divide cutouts"))
+        if (self.direct_init_weight or self.semantic_init_weight) and self.init_image is None:
+            problems.append(("init_image", "direct_init_weight/semantic_init_weight need an init_image"))
+        if (self.target_palette is not None or self.lock_palette) and self.image_model != "limited_palette":
+            problems.append(("image_model", "target_palette/lock_palette need image_model: limited_palette"))
+        for key, message in problems[:1]:
+            raise PydanticCustomError("scene_value", "{message}", {"message": message, "loc": (key,)})
+        return self
+
+    # ---- end of engine keys ----
     animation: AnimationMode = Field("off", description="off (no motion between frames) or 2d")
     translate_x: Expr = _expr(0, "2d: pixels per frame, + = right; expression of t or keyframes")
     translate_y: Expr = _expr(0, "2d: pixels per frame, + = up (as in PyTTI); expression of t or keyframes")
@@ -229,6 +567,40 @@ class Scene(_Model):
     zoom: Expr = _expr(
         1, "2d: scale factor per frame (1 = none, > 1 zooms in); must stay > 0; expression or keyframes"
     )
+    # ---- motion keys (issue 4; docs/motion.md) ----
+    zoom_x: Expr = _expr(1, "2d: extra horizontal scale factor per frame, multiplied with zoom; > 0")
+    zoom_y: Expr = _expr(1, "2d: extra vertical scale factor per frame, multiplied with zoom; > 0")
+    translate_z: Expr = _expr(0, "3d: pixels per frame toward the viewer (+ = fly forward); expression")
+    rotate_3d: Rotation3D = Field(
+        (0, 0, 0),
+        validate_default=True,
+        description="3d: [x, y, z] degrees per frame (+ = counter-clockwise about each axis; x right, "
+        "y up, z toward the viewer) or a unit quaternion [w, x, y, z]; each entry an expression",
+    )
+    field_of_view: float = Field(60, gt=0, lt=180, description="3d: vertical field of view in degrees")
+    near_plane: float = Field(200, gt=0, description="3d: depth (pixels) of the nearest point of the image")
+    far_plane: float = Field(10000, gt=0, description="3d: depth (pixels) of the farthest point of the image")
+    lock_camera: bool = Field(True, description="3d: remove the mean image drift (parallax only, no scroll)")
+    depth_model: Annotated[str | None, AfterValidator(_check_depth_model)] = Field(
+        None,
+        description="3d: a transformers depth-estimation folder (Depth-Anything-V2), a hub id in the HF "
+        "cache, or 'flat' (constant depth at the focal distance: no parallax)",
+    )
+    video_path: Annotated[Path | None, AfterValidator(_check_video)] = Field(
+        None, description="video: the source video, relative to the scene file"
+    )
+    frame_stride: int = Field(1, ge=1, strict=True, description="video: source frames per output frame")
+    flow_model: FlowModel = Field(
+        "dis", description="video: dis (OpenCV, no weights) or raft (needs weights)"
+    )
+    flow_weights: Annotated[Path | None, AfterValidator(_check_weights)] = Field(
+        None, description="video: torchvision RAFT weights file (.pth) for flow_model: raft"
+    )
+    reencode_each_frame: bool = Field(
+        False, description="video: start every frame from the source frame instead of the warped output"
+    )
+    stabilization: Stabilization = Field(Stabilization(), description="stabilization loss weights")
+    # ---- end of motion keys ----
     infill_mode: InfillMode = Field("wrap", description="how pixels entering from the edge are filled")
     sampling_mode: SamplingMode = Field("bilinear", description="resampling used by the warp")
     keyframe_interpolation: Interpolation = Field(
@@ -237,7 +609,71 @@ class Scene(_Model):
     scene_prefix: str = Field("", description="text put before every scene's prompts (plain concatenation)")
     scene_suffix: str = Field("", description="text put after every scene's prompts (plain concatenation)")
     scenes: tuple[Stage, ...] = Field(min_length=1, description="the scenes, played in order")
+    # ---- run directory (issue 5) ----
+    keep_checkpoints: str = Field(
+        "all",
+        pattern=r"^(all|last:[1-9][0-9]*|every:[1-9][0-9]*)$",
+        description="checkpoints to keep: all, last:K or every:K (the newest is always kept)",
+    )
+    # ---- audio and output keys (issue 7; docs/outputs.md) ----
+    input_audio: Annotated[Path | None, AfterValidator(_check_audio_file)] = Field(
+        None, description="sound file whose bands drive expressions (any format ffmpeg reads)"
+    )
+    input_audio_offset: float = Field(0.0, ge=0, description="seconds into input_audio at which t = 0")
+    input_audio_filters: tuple[AudioFilter, ...] = Field(
+        (), description="band-pass filters; each name becomes an expression variable in [0, 1]"
+    )
+    tensorboard: bool = Field(False, description="write TensorBoard event files to <run>/tensorboard")
+    tensorboard_image_every: int = Field(
+        10, ge=1, strict=True, description="with tensorboard: log the image every this many frames"
+    )
+    export: tuple[ExportKind, ...] = Field(
+        (),
+        description="extra per-frame outputs: depth (PNGs in <run>/depth + <stem>_depth.mp4); flow not yet",
+    )
     output: OutputSettings = Field(OutputSettings(), description="video encoding")
+
+    @model_validator(mode="after")
+    def _audio_and_output_fit(self) -> Scene:
+        problem = self._audio_problem() or self._output_problem()
+        if problem is not None:
+            raise PydanticCustomError("scene_value", "{message}", {"message": problem[1], "loc": problem[0]})
+        return self
+
+    def _audio_problem(self) -> tuple[tuple[str | int, ...], str] | None:
+        names = [f.name for f in self.input_audio_filters]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                return ("input_audio_filters", i, "name"), f"duplicate filter name '{name}'"
+        if self.input_audio is None:
+            if self.input_audio_filters:
+                return ("input_audio_filters",), "input_audio_filters need input_audio (a sound file)"
+            return None
+        from pytti_engine.audio import BandFilter, check_filters, probe_audio
+        from pytti_engine.errors import PyttiError
+
+        rate = probe_audio(self.input_audio).sample_rate
+        for i, f in enumerate(self.input_audio_filters):
+            try:
+                check_filters([BandFilter(f.name, f.f_center, f.f_width, f.order)], rate)
+            except PyttiError as e:
+                return ("input_audio_filters", i, "f_center"), str(e)
+        return None
+
+    def _output_problem(self) -> tuple[tuple[str | int, ...], str] | None:
+        fps = self.output.fps or self.fps
+        if self.output.interpolate_to is not None and self.output.interpolate_to <= fps:
+            message = (
+                f"interpolate_to ({self.output.interpolate_to:g}) must be above the video's fps ({fps:g})"
+            )
+            return ("output", "interpolate_to"), message
+        if "flow" in self.export:
+            return ("export",), "flow fields cannot be exported yet (the engine has no optical flow export)"
+        if "depth" in self.export and self.depth_model is None:
+            return ("export",), "exporting depth needs depth_model (a depth model folder, or 'flat')"
+        return None
+
+    # ---- end of audio and output keys ----
 
     @model_validator(mode="before")
     @classmethod
@@ -267,8 +703,42 @@ class Scene(_Model):
             raise _custom_error(f"must be > 0 (a scale factor per frame: 1 = no zoom), got {value.value:g}")
         return value
 
+    @field_validator("zoom_x", "zoom_y")
+    @classmethod
+    def _axis_zoom_positive(cls, value: Expr) -> Expr:
+        return cls._zoom_positive(value)
+
+    @model_validator(mode="after")
+    def _motion_consistent(self) -> Scene:
+        problem: tuple[str, str] | None = None
+        if self.near_plane >= self.far_plane:
+            problem = (
+                "far_plane",
+                f"far_plane ({self.far_plane:g}) must exceed near_plane ({self.near_plane:g})",
+            )
+        elif self.animation == "3d" and self.depth_model is None:
+            problem = (
+                "depth_model",
+                "animation: 3d needs depth_model: a model folder, or 'flat' for no parallax",
+            )
+        elif self.animation == "video" and self.video_path is None:
+            problem = ("video_path", "animation: video needs video_path")
+        elif self.flow_model == "raft" and self.flow_weights is None:
+            problem = ("flow_weights", "flow_model: raft needs flow_weights (a torchvision RAFT .pth file)")
+        if problem is not None:
+            raise PydanticCustomError(
+                "scene_value", "{message}", {"message": problem[1], "loc": (problem[0],)}
+            )
+        return self
+
     @model_validator(mode="after")
     def _transitions_fit(self) -> Scene:
+        total = self.total_frames
+        if total > MAX_FRAMES:
+            message = (
+                f"the scenes add up to {total} frames; at most {MAX_FRAMES} are allowed in one scene file"
+            )
+            raise PydanticCustomError("scene_value", "{message}", {"message": message, "loc": ("scenes",)})
         for i, stage in enumerate(self.scenes):
             if stage.transition_frames == 0:
                 continue
@@ -306,11 +776,13 @@ def _prefixed_stage(stage: Any, prefix: str, suffix: str) -> Any:
 
 __all__ = [
     "AnimationMode",
+    "AudioFilter",
     "InfillMode",
     "OutputSettings",
     "PerceptorSpec",
     "SamplingMode",
     "Scene",
     "SourceRef",
+    "Stabilization",
     "Stage",
 ]

@@ -78,12 +78,11 @@ class SourceText(str):
         """The source position of the character at ``offset`` (clamped into the text)."""
         best: _Piece | None = None
         for piece in self._pieces:
-            if piece.start <= offset and piece.ref is not None:
-                best = piece
-            elif piece.start > offset:
+            if piece.start > offset:
                 break
+            best = piece
         if best is None or best.ref is None:
-            return None
+            return None  # the character came from a string without a position
         return best.ref.shifted(offset - best.start) if best.exact else best.ref
 
 

@@ -33,23 +33,34 @@ class Motion2D:
         rotate: degrees per frame; ``+`` turns the content counter-clockwise as displayed.
         zoom: scale factor per frame about the centre; ``> 1`` zooms in (``2`` maps the centre quarter
             of the image onto the whole frame), ``< 1`` zooms out. Must be positive.
+        zoom_x: extra horizontal scale factor per frame, multiplied with ``zoom`` (``> 1`` stretches the
+            content horizontally about the centre). Must be positive.
+        zoom_y: extra vertical scale factor per frame, multiplied with ``zoom``. Must be positive.
     """
 
     translate_x: float = 0.0
     translate_y: float = 0.0
     rotate: float = 0.0
     zoom: float = 1.0
+    zoom_x: float = 1.0
+    zoom_y: float = 1.0
 
     def __post_init__(self) -> None:
-        values = (self.translate_x, self.translate_y, self.rotate, self.zoom)
+        values = (self.translate_x, self.translate_y, self.rotate, self.zoom, self.zoom_x, self.zoom_y)
         if not all(math.isfinite(v) for v in values):
             raise ValueError(f"Motion2D values must be finite, got {self}")
-        if self.zoom <= 0:
-            raise ValueError(f"Motion2D.zoom must be > 0, got {self.zoom}")
+        for name in ("zoom", "zoom_x", "zoom_y"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Motion2D.{name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """The total ``(x, y)`` scale factor per frame: ``(zoom * zoom_x, zoom * zoom_y)``."""
+        return (self.zoom * self.zoom_x, self.zoom * self.zoom_y)
 
     def is_identity(self) -> bool:
         """Whether this motion leaves every pixel where it is."""
-        return self.translate_x == 0 and self.translate_y == 0 and self.rotate == 0 and self.zoom == 1
+        return self.translate_x == 0 and self.translate_y == 0 and self.rotate == 0 and self.scale == (1, 1)
 
 
 def motion_matrix(
@@ -64,7 +75,8 @@ def motion_matrix(
 
     The content is first translated, then zoomed and rotated about the image centre, which is the order
     of PyTTI's ``zoom_2d`` (so a pan is magnified by a simultaneous zoom there too):
-    ``dst = C · R(rotate) · S(zoom) · C⁻¹ · T(translate_x, -translate_y) · src``.
+    ``dst = C · R(rotate) · S(zoom · zoom_x, zoom · zoom_y) · C⁻¹ · T(translate_x, -translate_y) · src``
+    (a per-axis zoom scales along the screen axes before the rotation).
 
     Convention:
         - coordinates are **pixels**, origin at the centre of the top-left pixel, +x right, +y down;
@@ -88,7 +100,7 @@ def motion_matrix(
     """
     centre = torch.tensor([[(width - 1) / 2, (height - 1) / 2]], device=device, dtype=dtype)
     angle = torch.tensor([motion.rotate], device=device, dtype=dtype)
-    scale = torch.tensor([[motion.zoom, motion.zoom]], device=device, dtype=dtype)
+    scale = torch.tensor([motion.scale], device=device, dtype=dtype)
     about_centre = convert_affinematrix_to_homography(get_rotation_matrix2d(centre, angle, scale))
     shift = torch.eye(3, device=device, dtype=dtype).unsqueeze(0)
     shift[0, 0, 2] = motion.translate_x

@@ -163,3 +163,42 @@ def test_replace_grad_broadcast_backward_sums_to_its_shape() -> None:
     out = replace_grad(torch.zeros(3), b * 5)
     out.sum().backward()
     assert b.grad is not None and b.grad.item() == pytest.approx(15.0)
+
+
+# ---- paired distances, HSV direct loss, gated_loss ----------------------------------------------
+
+
+def test_paired_spherical_distance_matches_the_diagonal() -> None:
+    from pytti_engine.losses import paired_spherical_distance
+
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    torch.testing.assert_close(paired_spherical_distance(x, y), spherical_distance(x, y).diagonal())
+    with pytest.raises(ShapeError):
+        paired_spherical_distance(x, y[:3])
+
+
+def test_hsv_mse_is_zero_at_the_target_and_has_gradient() -> None:
+    from pytti_engine.losses import hsv_mse, hsv_target
+
+    target = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert float(hsv_mse(target, hsv_target(target))) < 1e-10
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    loss = hsv_mse(image, hsv_target(target))
+    loss.backward()
+    assert float(loss.detach()) > 0 and image.grad is not None and torch.isfinite(image.grad).all()
+    grey = torch.full((1, 3, 4, 4), 0.5, requires_grad=True)  # hue undefined: still a finite gradient
+    hsv_mse(grey, hsv_target(torch.rand(1, 3, 4, 4))).backward()
+    assert grey.grad is not None and torch.isfinite(grey.grad).all()
+    with pytest.raises(ShapeError):
+        hsv_mse(image, hsv_target(target)[..., :4])
+
+
+def test_gated_loss_on_a_single_value_gates_like_pytti() -> None:
+    from pytti_engine.losses import gated_loss
+
+    value = torch.tensor([0.3], requires_grad=True)
+    assert float(gated_loss(value, 2.0).detach()) == pytest.approx(0.6)
+    gated_loss(value, 2.0, stop=0.5).backward()  # below the stop: no pull
+    assert value.grad is not None and float(value.grad) == 0.0
+    with pytest.raises(ShapeError, match="per-item weights"):
+        gated_loss(torch.ones(3), torch.ones(2))

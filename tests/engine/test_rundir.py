@@ -9,7 +9,17 @@ from pytti_engine.errors import OutputError
 from pytti_engine.image_params.rgb import RGBImage
 from pytti_engine.io import atomic_write_bytes
 from pytti_engine.render import FrameResult
-from pytti_engine.rundir import RunPaths, ensure_writable, frame_done, frame_keys, write_frame
+from pytti_engine.rundir import (
+    Retention,
+    RunPaths,
+    checkpoint_good,
+    ensure_writable,
+    frame_done,
+    frame_keys,
+    newest_good_checkpoint,
+    prune_checkpoints,
+    write_frame,
+)
 from pytti_engine.state import RenderState, make_optimizer
 
 
@@ -40,9 +50,31 @@ def test_written_frame_is_done_and_corruption_is_detected(tmp_path: Path) -> Non
     png.write_bytes(png.read_bytes()[:-1] + b"\0")
     assert not frame_done(paths, 1, "key-1"), "a PNG that fails its hash must not count as done"
     write_frame(paths, _result(), 1, "key-1")
+    assert checkpoint_good(paths, 1, "key-1")
     ckpt = paths.checkpoint(1)
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    assert not frame_done(paths, 1, "key-1"), "a truncated checkpoint must not count as done"
+    assert frame_done(paths, 1, "key-1"), "the frame itself (record + PNG) is intact"
+    assert not checkpoint_good(paths, 1, "key-1"), "a truncated checkpoint must not be continued from"
+    assert newest_good_checkpoint(paths, 2, ["key-1"]) is None
+
+
+def test_retention_policies() -> None:
+    assert Retention.parse("all").keeps(1, 10)
+    last = Retention.parse("last:2")
+    assert [i for i in range(1, 11) if last.keeps(i, 10)] == [9, 10]
+    every = Retention.parse("every:4")
+    assert [i for i in range(1, 11) if every.keeps(i, 10)] == [4, 8, 10]
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        Retention.parse("last:0")
+
+
+def test_prune_checkpoints_deletes_only_what_the_policy_drops(tmp_path: Path) -> None:
+    paths = RunPaths(tmp_path)
+    for i in range(1, 6):
+        write_frame(paths, _result(), i, f"k{i}")
+    assert prune_checkpoints(paths, Retention.parse("last:2"), 5) == [1, 2, 3]
+    assert sorted(p.name for p in paths.checkpoints_dir.iterdir()) == ["000004.pt", "000005.pt"]
+    assert all(frame_done(paths, i, f"k{i}") for i in range(1, 6)), "pruning never undoes a frame"
 
 
 def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,18 @@ import pytest
 from PIL import Image
 
 from pytti_engine import video
+from pytti_engine.audio import decode_audio
 from pytti_engine.errors import FFmpegError, PyttiError
 from pytti_engine.video import (
+    CODEC_ENCODERS,
+    AudioTrack,
     EncodeSettings,
     ProbeBackend,
     VideoInfo,
+    VideoOutputs,
+    assemble_outputs,
     assemble_video,
+    check_encoders,
     ffmpeg_exe,
     probe_video,
     read_frames,
@@ -221,3 +228,131 @@ def test_ffmpeg_failure_shows_the_first_error_line(tmp_path: Path) -> None:
     with pytest.raises(FFmpegError, match="no_such_preset"):
         assemble_video(frames, tmp_path / "out.mp4", EncodeSettings(fps=12, preset="no_such_preset"))
     assert not (tmp_path / "out.mp4").exists()
+
+
+# --- output options (issue 7): codecs, sound, loop/boomerang, GIF, WebM, interpolation ----------------
+
+
+def moving_frames(folder: Path, count: int, size: int = 32) -> list[Path]:
+    """Frames with a white square moving right over a changing background (something to interpolate)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        pixels = np.full((size, size, 3), (i * 15, 40, 90), dtype=np.uint8)
+        pixels[8:16, 2 * i : 2 * i + 8] = 255
+        path = folder / f"{i + 1:06d}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def write_tone(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """A 440 Hz tone encoded by ffmpeg from numpy samples."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype("<f4")
+    args = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "-"]
+    subprocess.run([*args, str(path)], input=samples.tobytes(), check=True)
+    return path
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.0])  # a track shorter and longer than the video
+def test_mp4_with_sound_lasts_exactly_as_long_as_its_frames(tmp_path: Path, seconds: float) -> None:
+    frames = moving_frames(tmp_path / "frames", 12)
+    tone = write_tone(tmp_path / "tone.wav", seconds)
+    outputs = VideoOutputs(EncodeSettings(fps=12), audio=AudioTrack(tone, offset=0.25))
+    (out,) = assemble_outputs(frames, tmp_path / "out.mp4", outputs)
+    info = probe_video(out)
+    assert (info.frames, info.duration) == (12, pytest.approx(1.0, abs=1e-3))
+    samples, rate = decode_audio(out)
+    assert len(samples) / rate == pytest.approx(1.0, abs=1 / 12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.mp4", "tone.wav"]
+
+
+def test_gif_and_webm_beside_the_mp4_have_every_frame(tmp_path: Path) -> None:
+    frames = moving_frames(tmp_path / "frames", 6)
+    outputs = VideoOutputs(EncodeSettings(fps=12), gif=True, webm=True)
+    written = assemble_outputs(frames, tmp_path / "clip.mp4", outputs)
+    assert [p.name for p in written] == ["clip.mp4", "clip.webm", "clip.gif"]
+    for path, codec in zip(written, ["h264", "vp9", "gif"], strict=True):
+        info = probe_video(path)
+        assert (info.frames, info.codec, info.width) == (6, codec, 32)
+        assert read_frames(path).shape == (6, 32, 32, 3)
+    assert written[2].read_bytes()[:6] == b"GIF89a"
+    decoded = read_frames(written[2]).astype(np.int16)
+    source = np.asarray(Image.open(frames[3]).convert("RGB"), dtype=np.int16)
+    assert np.abs(decoded[3] - source).mean() < 12  # a palette fitted to the frames, not a fixed one
+
+
+def test_interpolation_doubles_the_frame_count(tmp_path: Path) -> None:
+    frames = moving_frames(tmp_path / "frames", 12)
+    outputs = VideoOutputs(EncodeSettings(fps=12, interpolate_to=24))
+    info = probe_video(assemble_outputs(frames, tmp_path / "smooth.mp4", outputs)[0])
+    assert abs(info.frames - 24) <= 2
+    assert info.fps == pytest.approx(24.0)
+
+
+def test_boomerang_and_loop_repeat_the_frames(tmp_path: Path) -> None:
+    frames = moving_frames(tmp_path / "frames", 4)
+    outputs = VideoOutputs(EncodeSettings(fps=12), loop=2, boomerang=True)
+    order = outputs.sequence(frames)
+    assert [p.name[-5] for p in order] == list("1234321234"[:6] * 2)  # 1 2 3 4 3 2, twice
+    decoded = read_frames(assemble_outputs(frames, tmp_path / "b.mp4", outputs)[0])
+    assert decoded.shape[0] == 12
+    assert np.abs(decoded[4].astype(int) - decoded[2].astype(int)).mean() < 3  # frame 3 again on the way back
+
+
+@pytest.mark.parametrize(("codec", "name"), [("h265", "hevc"), ("vp9", "vp9")])
+def test_h265_and_vp9(tmp_path: Path, codec: str, name: str) -> None:
+    frames = moving_frames(tmp_path / "frames", 3)
+    settings = EncodeSettings(fps=12, codec=CODEC_ENCODERS[codec], crf=30, preset="ultrafast")
+    info = probe_video(assemble_outputs(frames, tmp_path / "c.mp4", VideoOutputs(settings))[0])
+    assert (info.frames, info.codec, info.pix_fmt) == (3, name, "yuv420p")
+
+
+def fake_ffmpeg(folder: Path, encoders: str) -> Path:
+    """A stand-in ffmpeg whose ``-encoders`` list holds only ``encoders`` (for 'missing codec' checks)."""
+    script = folder / "ffmpeg"
+    lines = "\n".join(f" V....D {name:20} fake" for name in encoders.split())
+    script.write_text(
+        f'#!/bin/sh\ncase "$*" in\n  *-encoders*) printf "Encoders:\\n ------\\n{lines}\\n" ;;\n'
+        '  *encoder=*) printf "    Supported pixel formats: yuv420p\\n" ;;\n  *) exit 1 ;;\nesac\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_a_codec_ffmpeg_lacks_fails_before_encoding_and_keeps_the_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = moving_frames(tmp_path / "frames", 2)
+    before = {p: p.read_bytes() for p in frames}
+    monkeypatch.setenv("FFMPEG_BINARY", str(fake_ffmpeg(tmp_path, "libx264 aac")))
+    outputs = VideoOutputs(EncodeSettings(fps=12, codec="libx265"))
+    with pytest.raises(FFmpegError, match=r"output.codec: this ffmpeg .* has no 'libx265' encoder"):
+        assemble_outputs(frames, tmp_path / "out.mp4", outputs)
+    with pytest.raises(FFmpegError, match="output.webm: .*'libvpx-vp9'"):
+        check_encoders(VideoOutputs(EncodeSettings(fps=12), webm=True))
+    with pytest.raises(FFmpegError, match="output.pix_fmt: .*cannot write yuv444p"):
+        check_encoders(VideoOutputs(EncodeSettings(fps=12, pix_fmt="yuv444p")))
+    assert {p: p.read_bytes() for p in frames} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg", "frames"]
+
+
+def test_output_settings_come_from_the_scene(tmp_path: Path) -> None:
+    from pytti_engine.scene import load_scene
+
+    write_tone(tmp_path / "song.wav", 1.0)
+    scene_path = tmp_path / "scene.yaml"
+    scene_path.write_text(
+        "fps: 10\ninput_audio: song.wav\ninput_audio_offset: 0.5\n"
+        "output: {codec: vp9, crf: 30, fps: 20, interpolate_to: 40, boomerang: true, gif: true}\n"
+        "scenes: [{prompts: a, frames: 3}]\n"
+    )
+    outputs = VideoOutputs.from_scene(load_scene(scene_path))
+    assert outputs.settings == EncodeSettings(fps=20, crf=30, codec="libvpx-vp9", interpolate_to=40)
+    assert outputs.audio == AudioTrack(tmp_path / "song.wav", 0.5)
+    assert (outputs.boomerang, outputs.gif, outputs.webm, outputs.loop) == (True, True, False, 1)
+    scene_path.write_text(
+        "output: {audio: false}\ninput_audio: song.wav\nscenes: [{prompts: a, frames: 1}]\n"
+    )
+    assert VideoOutputs.from_scene(load_scene(scene_path)).audio is None

@@ -119,6 +119,7 @@ def test_models_fetch_offline_fails_fast_with_instructions(capsys: pytest.Captur
 def test_unsupported_prompt_feature_is_refused_before_rendering(
     capsys: pytest.CaptureFixture[str], write_scene: Callable[..., Path], tmp_path: Path
 ) -> None:
-    body = 'scenes:\n  - prompts: "a cat:1_l"\n    frames: 2\n'
+    (tmp_path / "clip.mp4").write_bytes(b"")  # video masks are refused (by the engine, before rendering)
+    body = 'scenes:\n  - prompts: "a cat:1_[clip.mp4]"\n    frames: 2\n'
     code, _, err = _run(capsys, "render", str(write_scene(body)), "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "mask")

@@ -96,6 +96,8 @@ def test_expression_values(text: str, t: float, expected: float) -> None:
         ("+".join(["t"] * 300), "too complex", 0),
         ("(" * 300 + "1" + ")" * 300, "too many nested parentheses", 200),
         ("9" * 1999, "number too large", 0),
+        ("t\x00", "invalid expression: source code string cannot contain null bytes", 2),
+        ("'\\d' + 1", "only numbers are allowed", 0),
     ],
 )
 def test_rejected_expressions(text: str, message: str, offset: int) -> None:
@@ -120,14 +122,14 @@ def test_sandbox_escapes_are_rejected_quickly() -> None:
         "t.__globals__",
         "exp(exp(exp(t)))",
     ]
-    start = time.perf_counter()
+    start = time.process_time()
     for text in attacks:
         try:
             compile_value(text).evaluate(env(50.0))
         except (ExprError, ExprEvalError):
             continue
         pytest.fail(f"{text!r} was accepted")
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
 
 
 @pytest.mark.parametrize(
@@ -232,7 +234,7 @@ def test_keyframes_in_parentheses_and_single() -> None:
         ("0:(1), 2.5:(2)", "keyframe numbers are frame numbers", 7),
         ("0:(1), 5:2", "expected '(' after 'FRAME:'", 9),
         ("0:(1), 5:(2", "unclosed '('", 9),
-        ("0:(1), x", "expected a keyframe", 6),
+        ("0:(1), x", "expected a keyframe", 7),
         ("0:(9**9**9)", "number too large", 3),
     ],
 )
@@ -241,3 +243,13 @@ def test_keyframe_errors(text: str, message: str, offset: int) -> None:
         compile_value(text)
     assert message in info.value.message
     assert info.value.offset == offset
+
+
+def test_parseq_sized_schedules_paste_in() -> None:
+    schedule = ", ".join(f"{i}:({1 + 0.001 * i:.6f})" for i in range(10_000)) + ","
+    start = time.process_time()
+    expr = compile_value(schedule)
+    assert time.process_time() - start < 0.5
+    assert expr.evaluate({"frame": 5000.5}) == pytest.approx(6.0005)
+    with pytest.raises(ExprError, match="keyframe schedule is too long"):
+        compile_value("0:(1)," + " " * 2_000_000)

@@ -131,7 +131,7 @@ ERROR_CASES = [
     ("width: '512'\n" + MINIMAL, "1:8: width: Input should be a valid integer (got '512')"),
     ("fps: 0\n" + MINIMAL, "1:6: fps: Input should be greater than 0 (got 0)"),
     ("cutouts: 0\n" + MINIMAL, "1:10: cutouts: Input should be greater than or equal to 1 (got 0)"),
-    ("animation: 4d\n" + MINIMAL, "1:12: animation: Input should be 'off' or '2d' (got '4d')"),
+    ("animation: 4d\n" + MINIMAL, "1:12: animation: Input should be 'off', '2d', '3d' or 'video' (got '4d')"),
     ("zoom: 0\n" + MINIMAL, "1:7: zoom: must be > 0 (a scale factor per frame: 1 = no zoom), got 0"),
     ("zoom: -1\n" + MINIMAL, "1:7: zoom: must be > 0"),
     (
@@ -164,7 +164,7 @@ ERROR_CASES = [
     ),
     ("output: {crf: 52}\n" + MINIMAL, "1:15: output.crf: Input should be less than or equal to 51 (got 52)"),
     ("output: {preset: quick}\n" + MINIMAL, "1:18: output.preset: Input should be"),
-    ("output: {audio: x.mp3}\n" + MINIMAL, "1:10: unknown key 'audio' (in 'output')"),
+    ("output: {bitrate: 5}\n" + MINIMAL, "1:10: unknown key 'bitrate' (in 'output')"),
     ("width: 64\n", "1:1: missing required key 'scenes'"),
     ("scenes: []\n", "1:9: scenes: List should have at least 1 item after validation, not 0"),
     ("scenes: hello\n", "1:9: scenes: Input should be a list"),
@@ -197,6 +197,12 @@ ERROR_CASES = [
         "frames_per_second: 12\n" + MINIMAL,
         "1:1: unknown key 'frames_per_second' (pytti-core's name: here it is 'fps')",
     ),
+    (
+        "zoom_x_2d: 2\n" + MINIMAL,
+        "1:1: unknown key 'zoom_x_2d' (pytti-core's name, in pixels per frame: here",
+    ),
+    ("ViTB16: true\n" + MINIMAL, "1:1: unknown key 'ViTB16' (pytti-core's CLIP flag: list models under"),
+    ("save_every: 5\n" + MINIMAL, "1:1: unknown key 'save_every' (pytti-core's output setting"),
     ("width: [\n", "2:1: YAML syntax error: "),
     ("a: 1\n b: 2\n", "2:3: YAML syntax error: mapping values are not allowed here"),
     ("- 1\n- 2\n", "1:1: a scene file must be a mapping"),
@@ -220,7 +226,7 @@ def test_all_errors_are_reported_in_file_order(write_scene: Callable[[str], Path
         """\
         widht: 128
         height: -5
-        animation: 3d
+        animation: 4d
         translate_x: "2 + sinn(t)"
         scenes:
           - prompts: "a:1:2:3"
@@ -270,3 +276,56 @@ def test_alias_bombs_are_stopped() -> None:
     ]
     with pytest.raises(SceneError, match="more than"):
         load_scene_text("\n".join(lines) + "\n" + MINIMAL)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("init_image: 5\n", "1:13: init_image: expected a file path"),
+        ("output: 5\n", "1:9: output: expected a mapping (key: value, ...)"),
+        ("fps: .nan\n", "1:6: fps: Input should be a finite number"),
+        (
+            "perceptors: [{model: a, weight: .inf}]\n",
+            "1:33: perceptors.0.weight: Input should be a finite number",
+        ),
+        ("seed: 1e3\n", "1:7: seed: Input should be a valid integer (got 1000.0)"),
+    ],
+)
+def test_friendly_type_messages(text: str, expected: str) -> None:
+    with pytest.raises(SceneError) as info:
+        load_scene_text(text + MINIMAL)
+    assert str(info.value).startswith(f"<scene>:{expected}"), str(info.value)
+
+
+def test_yaml_12_floats_without_a_dot_are_numbers() -> None:
+    scene = load_scene_text("fps: 2.4e1\nlearning_rate: 5e-3\nscenes: [{prompts: a, seconds: 1e0}]\n")
+    assert (scene.fps, scene.learning_rate, scene.scenes[0].seconds) == (24.0, 0.005, 1.0)
+
+
+def test_too_many_frames_are_rejected_before_planning() -> None:
+    with pytest.raises(SceneError, match=r"^<scene>:1:9: scenes: the scenes add up to 2000000 frames"):
+        load_scene_text("scenes: [{prompts: a, frames: 1000000}, {prompts: b, frames: 1000000}]\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "translate_x: " + "9" * 400,
+            "1:14: translate_x: expected a finite number, got 9999999999999999999999999999999999999...",
+        ),
+        ("translate_x: .inf", "1:14: translate_x: expected a finite number, got inf"),
+        (
+            "seed: " + "9" * 30,
+            "1:7: seed: Input should be less than or equal to 18446744073709551615 (got 999999999999999999999999999999)",
+        ),
+        (
+            "fps: " + "9" * 400,
+            "1:6: fps: Input should be a valid number (got 9999999999999999999999999999999999999...)",
+        ),
+    ],
+)
+def test_huge_numbers_are_clean_errors(text: str, expected: str) -> None:
+    with pytest.raises(SceneError) as info:
+        load_scene_text(text + "\n" + MINIMAL)
+    assert str(info.value) == f"<scene>:{expected}"

@@ -111,6 +111,8 @@ def test_local_paths_resolve_against_base_dir(tmp_path: Path) -> None:
         ("a:__import__('os')", "weight: unknown function '__import__'", 2),
         ("a:9**9**9", "weight: number too large", 2),
         ("[]:1", "empty image path", 0),
+        ("a [b | c", "unclosed '['", 2),
+        ("a:1_[m.png", "unclosed '['", 4),
         ("[clip.mp4]:1", "a video can only be a mask", 0),
         ("a:1_[]", "empty mask path", 4),
         ("a:1_[-]", "empty mask path", 4),

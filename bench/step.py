@@ -1,0 +1,193 @@
+"""One engine step vs a bare open_clip forward+backward on the same cutouts (CPU, one process).
+
+The engine step is :func:`pytti_engine.render.optimize_step`: decode the image model, 16 cutouts with
+augmentation and noise, perceptor forward+backward, prompt loss, TV smoothing (0.02, PyTTI's default),
+palette losses (limited palette), backward into the image model, Adam, projection. The baseline is
+what the engine cannot avoid: ``encode_image`` forward + backward of an already-made, already-normalized
+batch of the same cutouts (a leaf that requires grad), cosine loss to a text embedding; the same model
+object (ViT-B-32, random weights, frozen). Phases alternate (bare, engine, bare, engine, ...) so drift
+of the shared machine hits both; the medians are compared.
+
+    .venv/bin/python bench/step.py [--image-model unlimited_palette|limited_palette|both] [--rounds 6]
+
+The last line is ``ratio: X`` = median engine step / median bare step (for ``both``: the larger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+import torch.nn.functional as F
+
+PROMPT = "a lighthouse in a storm"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A resolved prompt (what the renderer reads)."""
+
+    text: str
+    weight: float
+    stop: float | None = None
+    image: str | None = None
+    mask: Any = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a plan (what the renderer reads)."""
+
+    index: int
+    prompts: tuple[Prompt, ...] = field(default_factory=lambda: (Prompt(PROMPT, 1.0),))
+    translate_x: float = 0.0
+    translate_y: float = 0.0
+    rotate_2d: float = 0.0
+    zoom: float = 1.0
+
+
+def vit_b_32(device: torch.device) -> Any:
+    """ViT-B-32 with random weights (seed 0) as a frozen :class:`Perceptor`."""
+    import open_clip
+
+    from pytti_engine.perceptors import Perceptor
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None).to(device).eval().requires_grad_(False)
+    cfg = model.visual.preprocess_cfg
+    return Perceptor(
+        name="ViT-B-32:random",
+        identity="ViT-B-32:random",
+        model=model,
+        input_size=224,
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        tokenizer=open_clip.get_tokenizer("ViT-B-32"),
+    )
+
+
+def make_context(perceptor: Any, image_model: str, *, size: int, cutouts: int, device: torch.device) -> Any:
+    """A render context for one perceptor and one text prompt (PyTTI's default settings otherwise)."""
+    from pytti_engine.prompts import embed_prompts
+    from pytti_engine.render import RenderContext, RenderSettings
+
+    settings = RenderSettings(
+        width=size,
+        height=size,
+        seed=0,
+        steps_per_frame=1,
+        learning_rate=0.02,
+        cutouts=cutouts,
+        cut_pow=2.0,
+        animation="off",
+        infill_mode="wrap",
+        sampling_mode="bilinear",
+        image_model=image_model,
+        smoothing_weight=0.02,
+    )
+    targets = embed_prompts([perceptor], [PROMPT])
+    return RenderContext(settings, (perceptor,), (1.0,), targets, device)
+
+
+def bare_step_fn(perceptor: Any, ctx: Any, state: Any) -> Callable[[], None]:
+    """A bare open_clip forward+backward on a ready, normalized batch of the engine's cutouts."""
+    from pytti_engine.cutouts import sample_cutouts
+    from pytti_engine.devices import make_generator
+
+    gen = make_generator(0, 99, "bare", device=ctx.device)
+    with torch.no_grad():
+        cuts = sample_cutouts(state.image.decode(), ctx.settings.cutout_config(224), gen).images
+        mean = torch.tensor(perceptor.mean, device=cuts.device).view(1, 3, 1, 1)
+        std = torch.tensor(perceptor.std, device=cuts.device).view(1, 3, 1, 1)
+        batch = ((cuts - mean) / std).contiguous()
+    x = batch.clone().requires_grad_(True)
+    text = ctx.targets.embeds[0]
+
+    def step() -> None:
+        x.grad = None
+        emb = F.normalize(perceptor.model.encode_image(x), dim=-1)
+        (1 - emb @ text.T).mean().backward()
+
+    return step
+
+
+def engine_step_fn(ctx: Any) -> tuple[Callable[[], None], Any]:
+    """One engine optimizer step (and the state it advances)."""
+    from pytti_engine.devices import make_generator
+    from pytti_engine.render import initial_state, optimize_step
+
+    state = initial_state(ctx)
+    gen = make_generator(0, 1, "steps", device=ctx.device)
+    frame = Frame(index=1)
+
+    def step() -> None:
+        optimize_step(state, frame, ctx, gen)
+
+    return step, state
+
+
+def timed(fn: Callable[[], None], sync: Callable[[], None] = lambda: None) -> float:
+    """Seconds for one call."""
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Run the benchmark and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--image-model", default="both", choices=["unlimited_palette", "limited_palette", "both"]
+    )
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (the first is warm-up)")
+    parser.add_argument("--reps", type=int, default=2, help="steps per phase per round")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--cutouts", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    models = ["unlimited_palette", "limited_palette"] if args.image_model == "both" else [args.image_model]
+    perceptor = vit_b_32(device)
+    phases: dict[str, Callable[[], None]] = {}
+    for name in models:
+        ctx = make_context(perceptor, name, size=args.size, cutouts=args.cutouts, device=device)
+        phases[name], state = engine_step_fn(ctx)
+        if "bare" not in phases:
+            phases["bare"] = bare_step_fn(perceptor, ctx, state)
+    times: dict[str, list[float]] = {name: [] for name in phases}
+    order = ["bare", *models]
+    for r in range(args.rounds):
+        for name in order:
+            for _ in range(args.reps):
+                t = timed(phases[name])
+                if r > 0:
+                    times[name].append(t)
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in order if times[n])
+        )
+    bare = statistics.median(times["bare"])
+    print(
+        f"bare open_clip ViT-B-32 fwd+bwd, {args.cutouts} cutouts: median {bare:.3f} s (n={len(times['bare'])})"
+    )
+    ratios = {}
+    for name in models:
+        step = statistics.median(times[name])
+        ratios[name] = step / bare
+        print(f"engine step {name}: median {step:.3f} s, ratio {ratios[name]:.3f}")
+    print(f"ratio: {max(ratios.values()):.3f}")
+
+
+if __name__ == "__main__":
+    main()

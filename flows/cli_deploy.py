@@ -1,0 +1,189 @@
+"""Batch and deployment commands of the ``pytti`` CLI: ``batch``, ``serve`` and ``crash-detection``;
+plus :func:`cmd_sweep`, which ``pytti render SCENE --sweep KEY=V1,V2`` hands its work to.
+
+``flows/cli.py`` calls :func:`register` with its sub-parsers. Exit codes: 0 done, 2 bad input
+(invalid scenes: nothing was started), 1 some scene failed (the others ran to the end).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pytti_engine.errors import PyttiError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+_PREFECT_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def _error(message: str) -> int:
+    print(f"pytti: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _run_batch(
+    scenes: list[str],
+    *,
+    out_root: str,
+    device: str,
+    overrides: list[str],
+    sweep: list[str],
+    skip_invalid: bool,
+    deployment: str | None,
+) -> int:
+    """Validate every job here (no Prefect start-up for bad input), then run the batch flow."""
+    from tasks.batch import parse_sweep, plan_jobs, validate_jobs
+
+    try:
+        sweep_values = parse_sweep(sweep)
+        checks = validate_jobs.fn(plan_jobs(scenes, out_root, overrides, sweep_values))
+    except PyttiError as e:
+        return _error(str(e))
+    invalid = [c for c in checks if c.error]
+    for check in invalid:
+        print(f"{check.job.name}: invalid\n{check.error}", file=sys.stderr)
+    if invalid and not skip_invalid:
+        return _error(f"{len(invalid)} of {len(checks)} scene(s) are invalid; nothing was started")
+
+    for key, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from flows.batch import BatchFailed, BatchParams, batch_render
+
+    params = BatchParams(
+        scenes=scenes,
+        out_root=out_root,
+        device=device,
+        overrides=overrides,
+        sweep=sweep_values,
+        skip_invalid=skip_invalid,
+        deployment=deployment,
+    )
+    try:
+        summary = batch_render(params)
+    except BatchFailed as e:
+        print(e.summary.table())
+        print(
+            f"pytti: {e.summary.count('completed')} of {len(e.summary.rows)} scene(s) completed",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    except PyttiError as e:
+        return _error(str(e))
+    print(summary.table())
+    return EXIT_OK
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``pytti batch FOLDER|FILES… [--skip-invalid]``."""
+    return _run_batch(
+        args.scenes,
+        out_root=args.out,
+        device=args.device,
+        overrides=args.set,
+        sweep=args.sweep,
+        skip_invalid=args.skip_invalid,
+        deployment=None if args.in_process else args.deployment,
+    )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``pytti render SCENE --sweep KEY=V1,V2 …``: the cartesian product as one batch.
+
+    Each combination renders into ``<--out or renders>/<scene stem>/<key=value,…>``.
+    """
+    return _run_batch(
+        [args.scene],
+        out_root=args.out or "renders",
+        device=args.device,
+        overrides=args.set,
+        sweep=args.sweep,
+        skip_invalid=False,
+        deployment="render-scene/render-one",  # used when the server has it; else in process
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``pytti serve``: serve deploy/prefect.yaml's deployments (with schedules) from this process."""
+    for key, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from flows.serve import deployments_from_file, serve_file
+
+    try:
+        deployments = deployments_from_file(Path(args.prefect_file), args.only or None)
+    except PyttiError as e:
+        return _error(str(e))
+    if args.dry_run:
+        for d in deployments:
+            schedules = (
+                ", ".join(f"{s.schedule.cron} {s.schedule.timezone}" for s in d.schedules or []) or "-"
+            )
+            print(f"{d.flow_name}/{d.name}  schedules: {schedules}")
+        return EXIT_OK
+    serve_file(Path(args.prefect_file), args.only or None, limit=args.limit)
+    return EXIT_OK
+
+
+def cmd_crash_detection(args: argparse.Namespace) -> int:
+    """``pytti crash-detection``: install the automation that marks heartbeat-less runs Crashed."""
+    for key, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from flows.serve import ZOMBIE_AUTOMATION, install_zombie_automation
+
+    automation_id = install_zombie_automation(args.heartbeat_seconds, args.missed)
+    print(
+        f"automation {ZOMBIE_AUTOMATION} ({automation_id}): runs without a heartbeat for "
+        f"{args.missed} x {args.heartbeat_seconds} s are marked Crashed. Workers must run with "
+        f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={args.heartbeat_seconds}."
+    )
+    return EXIT_OK
+
+
+def add_sweep_option(parser: argparse.ArgumentParser) -> None:
+    """``--sweep KEY=V1,V2`` (repeatable): render the cartesian product of the values."""
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="render every combination of these values, each in its own run directory (repeatable)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``batch``, ``serve`` and ``crash-detection`` to the ``pytti`` parser."""
+    batch = subparsers.add_parser("batch", help="render a folder or list of scene files, each as its own run")
+    batch.add_argument("scenes", nargs="+", metavar="FOLDER|FILE", help="scene files or folders of *.yaml")
+    batch.add_argument(
+        "--out", default="renders", help="each scene renders into OUT/<stem> (default: renders)"
+    )
+    batch.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    batch.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override in every scene"
+    )
+    add_sweep_option(batch)
+    batch.add_argument(
+        "--skip-invalid", action="store_true", help="render the valid scenes even if some are not"
+    )
+    batch.add_argument(
+        "--deployment",
+        default="render-scene/render-one",
+        help="render each scene as a run of this deployment when the server has it (default: %(default)s)",
+    )
+    batch.add_argument("--in-process", action="store_true", help="render in this process even if it exists")
+    batch.set_defaults(func=cmd_batch)
+
+    serve = subparsers.add_parser("serve", help="serve the deployments (with schedules) from this process")
+    serve.add_argument("--prefect-file", default="deploy/prefect.yaml", help="default: %(default)s")
+    serve.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="serve only this deployment"
+    )
+    serve.add_argument("--limit", type=int, default=1, help="runs at once (one per GPU; default 1)")
+    serve.add_argument("--dry-run", action="store_true", help="list what would be served, then exit")
+    serve.set_defaults(func=cmd_serve)
+
+    crash = subparsers.add_parser(
+        "crash-detection", help="install the automation that marks runs whose heartbeats stopped as Crashed"
+    )
+    crash.add_argument("--heartbeat-seconds", type=int, default=180, help="the workers' heartbeat (>= 30)")
+    crash.add_argument("--missed", type=int, default=3, help="missed heartbeats before Crashed (default 3)")
+    crash.set_defaults(func=cmd_crash_detection)

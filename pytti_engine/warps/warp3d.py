@@ -1,0 +1,288 @@
+"""3D camera motion between frames: reproject the previous frame through its depth map (``animation: 3d``).
+
+The camera model and the maths are kornia's (:func:`kornia.geometry.depth.depth_to_3d_v2`,
+:func:`kornia.geometry.linalg.transform_points`, :func:`kornia.geometry.camera.perspective.project_points`,
+the same steps as :func:`kornia.geometry.depth.warp_frame_depth`); this module builds the intrinsics
+from the field of view and the 4×4 motion from the scene's per-frame values, and samples through
+:func:`pytti_engine.warps.modes.sample_pixels` so every infill and sampling mode is available. With
+``infill="black"``, ``sampling="bilinear"`` and ``lock_camera=False`` the result equals
+``warp_frame_depth`` (a test checks it).
+
+Convention (the scene's, fixed here):
+    - units are **pixels**: depth, ``translate_x/y/z`` and ``near/far_plane`` alike; the focal length is
+      ``f = (H / 2) / tan(field_of_view / 2)`` (vertical field of view, square pixels), the principal
+      point is the image centre ``((W - 1) / 2, (H - 1) / 2)``;
+    - the motion moves the **content** in an OpenGL-style camera frame: x right, y up, z toward the
+      viewer; a point ``p`` of the previous frame goes to ``R (p + t)`` with ``t = (translate_x,
+      translate_y, translate_z)`` (translate first, then rotate, as PyTTI and the 2D warp do);
+    - so ``translate_x > 0`` moves content right, ``translate_y > 0`` up, ``translate_z > 0`` toward
+      the viewer (flying forward, content grows); content at depth ``Z`` moves ``f · translate_x / Z``
+      pixels, so at the focal distance ``Z = f`` a pixel of translation is a pixel on screen;
+    - ``rotate`` is either 3 angles in degrees, a rotation vector (axis · angle) about x, y, z with
+      ``+`` counter-clockwise by the right-hand rule (``[0, 0, a]`` turns the content counter-clockwise
+      on screen, like ``rotate_2d: a``), or a quaternion ``[w, x, y, z]`` in the same frame (normalized);
+    - the depth of the **new** frame is what reprojection needs; the renderer passes the previous
+      frame's depth, which is exact for rotations and off by about ``translate_z / Z`` for forward moves
+      (PyTTI and Disco do the same).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from kornia.geometry import create_meshgrid
+from kornia.geometry.camera.perspective import project_points
+from kornia.geometry.conversions import (
+    Rt_to_matrix4x4,
+    axis_angle_to_rotation_matrix,
+    quaternion_to_rotation_matrix,
+)
+from kornia.geometry.depth import depth_to_3d_v2
+from kornia.geometry.linalg import transform_points
+from torch import Tensor
+
+from pytti_engine.checks import check_shape
+from pytti_engine.errors import ShapeError
+from pytti_engine.types import PaddingMode, SamplingMode
+from pytti_engine.warps.modes import grid_dtype, sample_pixels
+
+# Where a point that ends up behind the camera samples from: far outside any image (filled by infill).
+_OUTSIDE = -1.0e6
+
+
+@dataclass(frozen=True)
+class Motion3D:
+    """One frame's 3D camera motion (per-frame velocities; see the module ``Convention``).
+
+    Attributes:
+        translate_x: pixels per frame, ``+`` moves the content right.
+        translate_y: pixels per frame, ``+`` moves the content up.
+        translate_z: pixels per frame, ``+`` moves the content toward the viewer (fly forward).
+        rotate: ``(x, y, z)`` degrees (rotation vector) or a quaternion ``(w, x, y, z)``.
+    """
+
+    translate_x: float = 0.0
+    translate_y: float = 0.0
+    translate_z: float = 0.0
+    rotate: tuple[float, ...] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        values = (self.translate_x, self.translate_y, self.translate_z, *self.rotate)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"Motion3D values must be finite, got {self}")
+        if len(self.rotate) not in (3, 4):
+            raise ValueError(
+                f"rotate must be 3 angles or a quaternion [w, x, y, z], got {len(self.rotate)} values"
+            )
+        if len(self.rotate) == 4 and math.hypot(*self.rotate) < 1e-8:
+            raise ValueError("rotate: a quaternion [w, x, y, z] must not be zero")
+
+    def is_identity(self) -> bool:
+        """Whether this motion leaves every pixel where it is."""
+        still = self.translate_x == 0 and self.translate_y == 0 and self.translate_z == 0
+        if len(self.rotate) == 3:
+            return still and all(a == 0 for a in self.rotate)
+        w, x, y, z = self.rotate
+        return still and x == 0 and y == 0 and z == 0
+
+
+@dataclass(frozen=True)
+class Warp3DResult:
+    """What :func:`warp_3d` returns.
+
+    Attributes:
+        image: :math:`(B, C, H, W)` the warped image.
+        flow: :math:`(B, 2, H, W)` backward flow in pixels: output pixel ``p`` came from ``p + flow(p)``
+            (after ``lock_camera``), the target of flow-consistency losses.
+    """
+
+    image: Tensor
+    flow: Tensor
+
+
+def focal_length(field_of_view: float, height: int) -> float:
+    """Focal length in pixels for a vertical field of view in degrees (``0 < fov < 180``)."""
+    if not 0 < field_of_view < 180:
+        raise ValueError(f"field_of_view must be in (0, 180) degrees, got {field_of_view}")
+    return (height / 2) / math.tan(math.radians(field_of_view) / 2)
+
+
+def intrinsics_from_fov(
+    field_of_view: float,
+    height: int,
+    width: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The pinhole camera matrix of a ``height × width`` image.
+
+    Convention:
+        - vertical field of view in degrees, square pixels, principal point at the image centre
+          ``((W - 1) / 2, (H - 1) / 2)`` in pixel coordinates (origin at the centre of the top-left pixel);
+        - maps camera coordinates (x right, y down, z forward: OpenCV/kornia) to pixels.
+
+    Args:
+        field_of_view: degrees, in (0, 180).
+        height: image height.
+        width: image width.
+        device: device of the result.
+        dtype: dtype of the result.
+
+    Returns:
+        :math:`(1, 3, 3)`.
+
+    Example:
+        >>> intrinsics_from_fov(90.0, 5, 5)[0]
+        tensor([[2.5000, 0.0000, 2.0000],
+                [0.0000, 2.5000, 2.0000],
+                [0.0000, 0.0000, 1.0000]])
+    """
+    f = focal_length(field_of_view, height)
+    k = torch.tensor(
+        [[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
+    return k.to(device=device, dtype=dtype).unsqueeze(0)
+
+
+def rotation_matrix(rotate: tuple[float, ...], *, dtype: torch.dtype = torch.float64) -> Tensor:
+    """The rotation of the content in the OpenGL camera frame (x right, y up, z toward the viewer).
+
+    Args:
+        rotate: ``(x, y, z)`` rotation vector in degrees, or a quaternion ``(w, x, y, z)`` (normalized).
+
+    Returns:
+        :math:`(3, 3)`.
+    """
+    values = torch.tensor(rotate, dtype=torch.float64)
+    if values.numel() == 3:
+        matrix = axis_angle_to_rotation_matrix(torch.deg2rad(values)[None])[0]
+    elif values.numel() == 4:
+        matrix = quaternion_to_rotation_matrix(values / values.norm())
+    else:
+        raise ValueError(f"rotate must have 3 or 4 values, got {values.numel()}")
+    return matrix.to(dtype)
+
+
+def camera_transform(
+    motion: Motion3D, *, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """The 4×4 map from the new camera's coordinates to the previous camera's (kornia's ``src_trans_dst``).
+
+    Convention:
+        - both cameras in OpenCV/kornia coordinates (x right, y down, z forward), pixels as units;
+        - content moves by ``p_new = R (p_old + t)`` in the OpenGL frame ``S p`` with
+          ``S = diag(1, -1, -1)``; so ``X_old = S Rᵀ S X_new - S t``.
+
+    Args:
+        motion: the per-frame motion.
+        device: device of the result.
+        dtype: dtype of the result.
+
+    Returns:
+        :math:`(1, 4, 4)`.
+    """
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+    rot = flip @ rotation_matrix(motion.rotate).T @ flip
+    shift = -flip @ torch.tensor(
+        [motion.translate_x, motion.translate_y, motion.translate_z], dtype=torch.float64
+    )
+    matrix = Rt_to_matrix4x4(rot[None], shift[None, :, None])
+    return matrix.to(device=device, dtype=dtype)
+
+
+def reprojection_grid(
+    depth: Tensor, motion: Motion3D, field_of_view: float, *, lock_camera: bool = False
+) -> Tensor:
+    """For every pixel of the new frame, where it was in the previous frame (a backward map).
+
+    Convention:
+        - pixels, origin at the centre of the top-left pixel, +x right, +y down (as
+          :func:`pytti_engine.warps.modes.sample_pixels`);
+        - ``depth`` is the new frame's depth in pixels along the optical axis (the previous frame's is
+          the usual approximation; see the module docstring);
+        - ``lock_camera`` subtracts the mean displacement (PyTTI's ``lock_camera``: no global drift);
+        - points that end up behind the previous camera map far outside the image.
+
+    Args:
+        depth: :math:`(B, 1, H, W)` positive depth.
+        motion: the per-frame motion.
+        field_of_view: vertical, degrees.
+        lock_camera: remove the mean displacement.
+
+    Returns:
+        :math:`(B, H, W, 2)` pixel coordinates in the previous frame, in :func:`grid_dtype` of ``depth``.
+    """
+    check_shape(depth, "B 1 H W")
+    batch, _, height, width = depth.shape
+    dtype = grid_dtype(depth.dtype)
+    k = intrinsics_from_fov(field_of_view, height, width, device=depth.device, dtype=dtype)
+    points = depth_to_3d_v2(depth[:, 0].to(dtype), k)  # (B, H, W, 3), new camera
+    moved = transform_points(
+        camera_transform(motion, device=depth.device, dtype=dtype), points.reshape(batch, -1, 3)
+    )
+    z = moved[..., 2:]
+    behind = z <= 1e-6
+    safe = torch.where(behind, torch.ones_like(moved), moved)
+    uv = project_points(safe, k[:, None])  # (B, H*W, 2), previous camera
+    pixels = create_meshgrid(height, width, normalized_coordinates=False, device=depth.device, dtype=dtype)
+    offset = uv.view(batch, height, width, 2) - pixels
+    if lock_camera:
+        offset = offset - offset.mean(dim=(1, 2), keepdim=True)
+    grid = pixels + offset
+    return torch.where(behind.view(batch, height, width, 1), torch.full_like(grid, _OUTSIDE), grid)
+
+
+def warp_3d(
+    image: Tensor,
+    depth: Tensor,
+    motion: Motion3D,
+    *,
+    field_of_view: float,
+    lock_camera: bool = False,
+    infill: PaddingMode = "wrap",
+    sampling: SamplingMode = "bilinear",
+) -> Warp3DResult:
+    """Move the content of ``image`` by one frame of 3D camera ``motion`` (differentiable w.r.t. ``image``).
+
+    Convention:
+        see the module docstring; output pixel ``p`` samples ``image`` at
+        ``reprojection_grid(depth, ...)[p]``, filled by ``infill`` outside the image.
+
+    Args:
+        image: :math:`(B, C, H, W)`.
+        depth: :math:`(B, 1, H, W)` or :math:`(1, 1, H, W)` depth in pixels (see the module docstring).
+        motion: the per-frame motion.
+        field_of_view: vertical, degrees in (0, 180).
+        lock_camera: remove the mean displacement.
+        infill: ``mirror`` | ``wrap`` | ``black`` | ``smear``.
+        sampling: ``nearest`` | ``bilinear`` | ``bicubic``.
+
+    Returns:
+        The warped image and its backward flow; an identity motion returns ``image`` itself and zero flow.
+
+    Example:
+        >>> img = torch.rand(1, 3, 8, 8)
+        >>> out = warp_3d(img, torch.full((1, 1, 8, 8), 10.0), Motion3D(), field_of_view=60.0)
+        >>> out.image is img
+        True
+    """
+    check_shape(image, "B C H W")
+    check_shape(depth, "B 1 H W")
+    if depth.shape[-2:] != image.shape[-2:]:
+        raise ShapeError(f"depth is {tuple(depth.shape[-2:])}, image is {tuple(image.shape[-2:])}")
+    batch, _, height, width = image.shape
+    if motion.is_identity():
+        flow = image.new_zeros(batch, 2, height, width)
+        return Warp3DResult(image=image, flow=flow)
+    grid = reprojection_grid(depth, motion, field_of_view, lock_camera=lock_camera)
+    if grid.shape[0] != batch:
+        grid = grid.expand(batch, -1, -1, -1)
+    warped = sample_pixels(image, grid, padding=infill, sampling=sampling)
+    pixels = create_meshgrid(
+        height, width, normalized_coordinates=False, device=image.device, dtype=grid.dtype
+    )
+    flow = (grid - pixels).permute(0, 3, 1, 2).to(image.dtype)
+    return Warp3DResult(image=warped, flow=flow)

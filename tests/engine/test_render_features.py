@@ -1,0 +1,199 @@
+"""Engine features end to end on the tiny stand-in perceptor (32², <= 4 cutouts, few steps, CPU)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from pytti_engine import render as render_module
+from pytti_engine.checkpoints import CheckpointMeta, load_checkpoint, save_checkpoint
+from pytti_engine.errors import PyttiError, SceneError
+from pytti_engine.io import load_image, png_bytes
+from pytti_engine.job import build_context, check_renderable
+from pytti_engine.render import FrameResult, OutOfMemoryError, RenderContext, render_frames
+from pytti_engine.scene import Plan, build_plan, load_scene
+
+CPU = torch.device("cpu")
+MOVING = 'animation: 2d\ntranslate_x: "2 * sin(t)"\nrotate_2d: 3\nzoom: 1.04\n'
+
+
+def _setup(write_scene: Callable[..., Path], body: str, **kw: int) -> tuple[Plan, RenderContext]:
+    scene = load_scene(write_scene(body, **kw))
+    plan = build_plan(scene)
+    return plan, build_context(scene, plan, CPU)
+
+
+def _render(plan: Plan, ctx: RenderContext) -> list[FrameResult]:
+    out: list[FrameResult] = []
+    render_frames(plan.frames, ctx, on_frame=out.append)
+    return out
+
+
+def _picture(path: Path, colour: tuple[int, int, int], half: tuple[int, int, int] | None = None) -> Path:
+    im = Image.new("RGB", (32, 32), colour)
+    if half is not None:
+        im.paste(half, (16, 0, 32, 32))
+    im.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        MOVING + "pixel_size: 2\nema_decay: 0.9\n",
+        MOVING + "image_model: limited_palette\npalettes: 4\nema_decay: 0.8\nreset_lr_each_frame: true\n",
+    ],
+    ids=["rgb-pixel2-ema", "palette-ema-reset"],
+)
+def test_resume_from_checkpoint_10_is_byte_identical(
+    write_scene: Callable[..., Path], tmp_path: Path, body: str
+) -> None:
+    """Frames 1-10, checkpoint, then 11-20 == frames 1-20 in one go (CPU), for each image model."""
+    plan, ctx = _setup(write_scene, body, frames=20, steps=1)
+    ckpt = tmp_path / "000010.pt"
+    straight: list[bytes] = []
+
+    def keep(result: FrameResult) -> None:
+        straight.append(png_bytes(result.image))
+        if result.state.frame == 10:  # what the flow does after frame 10
+            meta = CheckpointMeta(frame=10, step=result.state.step, key="k", png_sha256="x")
+            save_checkpoint(ckpt, result.state, meta)
+
+    render_frames(plan.frames, ctx, on_frame=keep)
+    resumed, _ = load_checkpoint(ckpt, learning_rate=ctx.settings.learning_rate, device=CPU)
+    assert resumed.frame == 10 and resumed.image.kind == ctx.settings.image_config.image_model.replace(
+        "unlimited_palette", "rgb"
+    )
+    tail: list[bytes] = []
+    render_frames(plan.frames[10:], ctx, state=resumed, on_frame=lambda r: tail.append(png_bytes(r.image)))
+    assert tail == straight[10:]
+
+
+def test_limited_palette_render_uses_at_most_palette_size_times_palettes_colours(
+    write_scene: Callable[..., Path],
+) -> None:
+    body = "image_model: limited_palette\npalette_size: 3\npalettes: 2\nrandom_initial_palette: true\n"
+    plan, ctx = _setup(write_scene, body, frames=2, steps=2)
+    for result in _render(plan, ctx):
+        pixels = result.image[0].reshape(3, -1).T
+        assert len(torch.unique(pixels, dim=0)) <= 3 * 2
+
+
+def test_image_prompts_and_every_mask_kind_render(write_scene: Callable[..., Path], tmp_path: Path) -> None:
+    _picture(tmp_path / "ref.png", (200, 30, 30))
+    _picture(tmp_path / "mask.png", (0, 0, 0), half=(255, 255, 255))
+    prompts = "[ref.png]:1 | a cat:1_l | a dog:0.5_[mask.png] | fog:0.5_[-mask.png]:0.1 | sky:1_a tree_0.5 | sea:1_a tree"
+    body = f'scenes:\n  - prompts: "{prompts}"\n    frames: 2\n'
+    plan, ctx = _setup(write_scene, body, steps=2)
+    assert set(ctx.targets.images) == {str(tmp_path / "ref.png")}
+    assert len(ctx.targets.masks) == 2 and "a tree" in ctx.targets.texts
+    start = load_image(tmp_path / "ref.png", (32, 32))
+    results = _render(plan, ctx)
+    assert all(math.isfinite(r.loss) for r in results)
+    assert not torch.equal(results[0].image, start)
+
+
+def test_two_perceptors_with_weights(write_scene: Callable[..., Path], stand_in_dir: Path) -> None:
+    body = (
+        "perceptors:\n"
+        f'  - {{model: "local-dir:{stand_in_dir}", weight: 1.0}}\n'
+        f'  - {{model: "local-dir:{stand_in_dir}", weight: 0.5}}\n'
+    )
+    path = write_scene()
+    text = path.read_text().replace(f'perceptors:\n  - {{model: "local-dir:{stand_in_dir}"}}\n', body)
+    path.write_text(text)
+    scene = load_scene(path)
+    plan = build_plan(scene)
+    ctx = build_context(scene, plan, CPU)
+    assert len(ctx.perceptors) == 2 and ctx.perceptor_weights == (1.0, 0.5)
+    assert len(ctx.targets.embeds) == 2
+    results = _render(plan, ctx)
+    assert all(math.isfinite(r.loss) for r in results)
+
+
+def test_direct_image_prompt_converges_toward_the_picture(
+    write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A real end-to-end signal without trained CLIP: PSNR to the target rises well above the start."""
+    target_path = _picture(tmp_path / "target.png", (230, 40, 60), half=(20, 90, 210))
+    body = (
+        "learning_rate: 0.05\nsmoothing_weight: 0\n"
+        "direct_image_prompts:\n  - {image: target.png, weight: 1}\n"
+        'scenes:\n  - prompts: "anything:0"\n    frames: 1\n'
+    )
+    plan, ctx = _setup(write_scene, body, steps=40)
+    target = load_image(target_path, (32, 32))
+
+    def psnr(image: torch.Tensor) -> float:
+        return float(10 * torch.log10(1 / (image - target).square().mean()))
+
+    from pytti_engine.render import initial_state
+
+    before = psnr(initial_state(ctx).image.decode_output())
+    after = psnr(_render(plan, ctx)[0].image)
+    assert after > before + 10, (before, after)
+
+
+def test_init_image_losses_act(write_scene: Callable[..., Path], tmp_path: Path) -> None:
+    _picture(tmp_path / "init.png", (10, 200, 10))
+    body = "init_image: init.png\ndirect_init_weight: 1.0\nsemantic_init_weight: 0.5\n"
+    plan, ctx = _setup(write_scene, body, frames=1, steps=2)
+    assert ctx.targets.init_direct is not None and ctx.targets.init_image is not None
+    assert math.isfinite(_render(plan, ctx)[0].loss)
+
+
+def test_gradient_accumulation_and_border_mode_render(write_scene: Callable[..., Path]) -> None:
+    body = "gradient_accumulation_steps: 2\nborder_mode: mirror\ncutout_border: 0.1\n"
+    plan, ctx = _setup(write_scene, body, frames=1, steps=2)
+    assert ctx.settings.cutout_config(224).cutouts == 1
+    first = _render(plan, ctx)[0].image
+    assert torch.equal(first, _render(plan, ctx)[0].image)
+
+
+def test_reset_lr_each_frame_restarts_adam(write_scene: Callable[..., Path]) -> None:
+    for reset, expected in ((True, 2.0), (False, 4.0)):
+        plan, ctx = _setup(write_scene, f"reset_lr_each_frame: {str(reset).lower()}\n", frames=2, steps=2)
+        state = render_frames(plan.frames, ctx)
+        assert state is not None
+        param = state.image.parameters()[0]
+        assert float(state.optimizer.state[param]["step"]) == expected
+
+
+def test_out_of_memory_names_the_settings(
+    write_scene: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan, ctx = _setup(write_scene, "", frames=1, steps=1)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(render_module, "sample_cutouts", boom)
+    with pytest.raises(OutOfMemoryError, match="gradient_accumulation_steps") as info:
+        _render(plan, ctx)
+    assert "cutouts: 2" in str(info.value) and "32x32" in str(info.value)
+
+
+def test_urls_in_image_prompts_are_refused_before_loading(write_scene: Callable[..., Path]) -> None:
+    body = 'scenes:\n  - prompts: "[https://example.org/a.png]:1"\n    frames: 1\n'
+    plan = build_plan(load_scene(write_scene(body)))
+    with pytest.raises(PyttiError, match="download it"):
+        check_renderable(plan)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("pixel_size: 3\n", "multiples of pixel_size"),
+        ("gradient_accumulation_steps: 3\n", "must divide cutouts"),
+        ("direct_init_weight: 1.0\n", "need an init_image"),
+        ("lock_palette: true\n", "limited_palette"),
+    ],
+)
+def test_engine_keys_are_checked_at_load(write_scene: Callable[..., Path], body: str, message: str) -> None:
+    with pytest.raises(SceneError, match=message):
+        load_scene(write_scene(body))

@@ -1,0 +1,86 @@
+"""Outputs through the Prefect flow: audio-reactive plan, sound in the MP4, GIF/WebM, interpolation."""
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flows.render_scene import RenderParams, render_scene
+from pytti_engine.audio import decode_audio
+from pytti_engine.video import ffmpeg_exe, probe_video
+from tasks.audio import prepare_media_task
+
+SCENE = """\
+animation: 2d
+input_audio: beat.wav
+input_audio_filters: [{name: a4, f_center: 440, f_width: 80}]
+translate_x: "4 * a4"
+output: {gif: true, webm: true, interpolate_to: 24, boomerang: true}
+"""
+
+
+def write_beat(path: Path, rate: int = 8000) -> Path:
+    """0.25 s of silence, then a 440 Hz tone (numpy samples encoded by ffmpeg)."""
+    t = np.arange(rate) / rate
+    samples = np.where(t >= 0.25, 0.4 * np.sin(2 * np.pi * 440 * t), 0.0).astype("<f4")
+    args = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "-"]
+    subprocess.run([*args, str(path)], input=samples.tobytes(), check=True)
+    return path
+
+
+def test_audio_reactive_render_with_every_output(
+    write_scene: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTTI_CACHE_DIR", str(tmp_path / "cache"))
+    write_beat(tmp_path / "beat.wav")
+    scene = write_scene(SCENE, frames=4, steps=1)
+    out = tmp_path / "run"
+    summary = render_scene(RenderParams(scene_path=str(scene), out_dir=str(out), device="cpu"))
+
+    plan = json.loads((out / "plan.json").read_text())
+    a4 = [f["bands"]["a4"] for f in plan["frames"]]
+    assert a4[:3] == [0.0, 0.0, 0.0] and min(a4[3:]) > 0.5  # t = 0.25 s is frame 4 at 12 fps
+    assert [f["translate_x"] for f in plan["frames"]] == pytest.approx([4 * v for v in a4])
+
+    video = Path(summary.video)
+    boomerang = 4 + 2
+    info = probe_video(video)
+    assert abs(info.frames - 2 * boomerang) <= 2 and info.fps == pytest.approx(24)
+    samples, rate = decode_audio(video)
+    assert len(samples) / rate == pytest.approx(boomerang / 12, abs=1 / 12)
+    assert probe_video(video.with_suffix(".gif")).frames == boomerang
+    assert abs(probe_video(video.with_suffix(".webm")).frames - 2 * boomerang) <= 2
+    assert len(list((out / "frames").iterdir())) == 4
+
+
+def test_prepare_media_analyses_once_and_checks_encoders(
+    write_scene: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTTI_CACHE_DIR", str(tmp_path / "cache"))
+    write_beat(tmp_path / "beat.wav")
+    scene = write_scene(SCENE, frames=6)
+    first = prepare_media_task(str(scene))
+    again = prepare_media_task(str(scene))
+    assert (first.reused, again.reused) == (False, True) and first.audio_key == again.audio_key
+    assert first.bands == ("a4",) and first.frames == 12
+    assert Path(first.bands_path or "").is_file()
+
+
+def test_depth_maps_are_exported_beside_the_frames(write_scene: Callable[..., Path], tmp_path: Path) -> None:
+    from pytti_engine.depth import write_tiny_depth_model
+
+    model = write_tiny_depth_model(tmp_path / "depth-model")
+    scene = write_scene(f"depth_model: '{model}'\nexport: [depth]\n", frames=3, steps=1)
+    out = tmp_path / "run"
+    summary = render_scene(RenderParams(scene_path=str(scene), out_dir=str(out), device="cpu"))
+    depth = sorted(p.name for p in (out / "depth").iterdir())
+    assert depth == ["000001.png", "000002.png", "000003.png"]
+    with Image.open(out / "depth" / "000002.png") as image:
+        assert (image.mode, image.size) == ("L", (32, 32))
+        assert image.getextrema() == (0, 255)  # the nearest pixel is white, the farthest black
+    info = probe_video(Path(summary.video).with_name("scene_depth.mp4"))
+    assert (info.frames, info.width) == (3, 32)
