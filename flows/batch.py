@@ -104,6 +104,9 @@ def batch_render(params: BatchParams) -> BatchSummary:
     logger = get_run_logger()
     # 1. Jobs: folders expanded, sweeps multiplied out, each job with its own run directory.
     jobs = plan_jobs(params.scenes, params.out_root, params.overrides, params.sweep)
+    if not jobs:
+        logger.info("no scene files in %s: nothing to render", ", ".join(params.scenes))
+        return BatchSummary(rows=[])
     # 2. Validate all of them before starting any.
     checks = validate_jobs(jobs)
     invalid = [c for c in checks if c.error]
@@ -131,7 +134,7 @@ def batch_render(params: BatchParams) -> BatchSummary:
     create_table_artifact(
         [r.model_dump() for r in summary.rows], key="batch-summary", description="batch render summary"
     )
-    failed = summary.count("failed") + summary.count("crashed") + summary.count("cancelled")
+    failed = len(summary.rows) - sum(summary.count(s) for s in ("completed", "kept", "invalid"))
     if failed:
         raise BatchFailed(
             f"{failed} of {len(summary.rows)} scene(s) did not finish:\n{summary.table()}", summary

@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.params import RenderParams, render_run_name, resolve_scene
-from pytti_engine.rundir import RunLock
+from pytti_engine.rundir import RunLock, RunPaths, remove_stale_temp_files
 from tasks.audio import prepare_media_task
 from tasks.publish import frame_done_update, publish_summary, start_progress, write_manifest_task
 from tasks.records import FrameRecord, RenderSummary, RunRef
@@ -32,6 +32,7 @@ def render_scene(params: RenderParams) -> RenderSummary:
     )
     records: list[FrameRecord] = []
     with RunLock(Path(run.run_dir)):  # a second render into the same directory is refused
+        remove_stale_temp_files(RunPaths(Path(run.run_dir)))
         progress = start_progress(run)
         every = max(1, run.frame_count // 8)
         prev = None

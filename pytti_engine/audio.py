@@ -296,6 +296,8 @@ def band_envelopes(
     for b, f in enumerate(filters):
         sos = signal.butter(f.order, [f.low, f.high], btype="bandpass", fs=sample_rate, output="sos")
         raw[b] = _window_rms(signal.sosfilt(sos, x), edges)
+    if frames == 0:  # the offset is at or past the end of the signal: nothing to follow
+        raw[:] = 0.0
     peaks = raw[:, 1:].max(axis=1) if frames else np.zeros(len(filters))  # (B,) over the track
     floor = max(float(peaks.max(initial=0.0)) * 10 ** (-NOISE_FLOOR_DB / 20), 1e-9)
     scale = np.maximum(peaks, floor)[:, None]

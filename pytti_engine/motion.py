@@ -26,6 +26,7 @@ from torch import Tensor
 
 from pytti_engine.depth import DepthProvider, load_depth_model
 from pytti_engine.errors import PyttiError
+from pytti_engine.stabilization import Stabilizer
 from pytti_engine.state import RenderState, optimizer_state_tensors
 from pytti_engine.types import PaddingMode, SamplingMode
 from pytti_engine.warps import Motion2D, sample_pixels, warp_2d
@@ -120,6 +121,7 @@ class MotionRuntime:
     camera: CameraSettings
     depth: DepthProvider | None = None
     video: Any = None  # pytti_engine.video_source.VideoSource (imported lazily: it needs opencv)
+    stabilizer: Stabilizer | None = None
 
     @classmethod
     def from_scene(cls, scene: Any, device: torch.device) -> MotionRuntime:
@@ -140,12 +142,23 @@ class MotionRuntime:
             from pytti_engine.video_source import VideoSource
 
             video = VideoSource.from_scene(scene, device)
-        return cls(camera=camera, depth=depth, video=video)
+        stabilizer = None
+        if _uses_stabilization(scene):
+            stabilizer = Stabilizer.from_scene(scene, None if depth is None else depth.estimator)
+        return cls(camera=camera, depth=depth, video=video, stabilizer=stabilizer)
 
     def initial_image(self) -> Tensor | None:
         """The start image motion implies when the scene has no ``init_image`` (video: the first source
         frame), or ``None``."""
         return None if self.video is None else self.video.source(1)
+
+
+def _uses_stabilization(scene: Any) -> bool:
+    stab = getattr(scene, "stabilization", None)
+    if stab is None:
+        return False
+    weights = (getattr(stab, name) for name in ("direct", "semantic", "edge", "depth", "flow"))
+    return any(not (w.is_constant and w.value == 0) for w in weights)
 
 
 def _uses_depth_loss(scene: Any) -> bool:
@@ -204,8 +217,11 @@ def warp_state(state: RenderState, image_warp: Warp, moment_warp: Warp) -> None:
     state.image.apply_warp(image_warp)
     for param_state in optimizer_state_tensors(state):
         if "exp_avg" in param_state:
-            param_state["exp_avg"].copy_(moment_warp(param_state["exp_avg"]))
-            param_state["exp_avg_sq"].copy_(moment_warp(param_state["exp_avg_sq"]).clamp_(min=0))
+            first, second = param_state["exp_avg"], param_state["exp_avg_sq"]
+            # Both moments in one resampling call (same grid): (1, 2C, h, w).
+            moved = moment_warp(torch.cat([first, second], dim=1))
+            first.copy_(moved[:, : first.shape[1]])
+            second.copy_(moved[:, first.shape[1] :].clamp_(min=0))
 
 
 @torch.no_grad()
@@ -272,6 +288,17 @@ def apply_motion(
     Raises:
         PyttiError: ``3d``/``video`` without a runtime.
     """
+    outcome = _move(state, frame, settings, runtime)
+    if runtime is not None and runtime.stabilizer is not None:
+        weights = dict(getattr(frame, "stabilization", ()))
+        runtime.stabilizer.begin_frame(frame.index, weights, outcome.target, outcome.valid)
+    return outcome
+
+
+def _move(
+    state: RenderState, frame: MotionFrame, settings: MotionSettings, runtime: MotionRuntime | None
+) -> MotionOutcome:
+    """The mode-specific part of :func:`apply_motion`."""
     infill, sampling = settings.infill_mode, settings.sampling_mode
     if settings.animation == "2d":
         motion = frame_motion(frame)

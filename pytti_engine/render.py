@@ -369,6 +369,14 @@ def perceptor_loss(image: Tensor, frame: FrameLike, ctx: RenderContext, gen: tor
         if semantic_init is not None:
             weight = ctx.settings.semantic_init_weight
             total = total + share * image_prompt_loss(semantic_init, i, embeds, cuts, weight, None)
+        stabilizer = ctx.motion.stabilizer if ctx.motion is not None else None
+        semantic = None
+        if stabilizer is not None:
+            semantic = stabilizer.semantic(
+                frame.index, i, embeds, cuts, perceptor.encode_image, perceptor.input_size
+            )
+        if semantic is not None:
+            total = total + share * semantic
     return total
 
 
@@ -402,6 +410,10 @@ def image_loss(image: Tensor, model: ImageParam, frame: FrameLike, ctx: RenderCo
     regularization = model.regularization()
     if regularization is not None:
         terms.append(regularization)
+    stabilizer = ctx.motion.stabilizer if ctx.motion is not None else None
+    stabilization = stabilizer.pixel_loss(image, frame.index) if stabilizer is not None else None
+    if stabilization is not None:  # direct / edge / depth / flow stabilization (pytti_engine.stabilization)
+        terms.append(stabilization)
     if not terms:
         return None
     total = terms[0]

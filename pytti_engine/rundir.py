@@ -360,3 +360,14 @@ def fork_run(source: RunPaths, at: int, dest: RunPaths) -> None:
     atomic_write_bytes(dest.checkpoint(at), source.checkpoint(at).read_bytes())
     fork = {"from": str(source.root), "at": at, "keys": keys[:at]}
     atomic_write_text(dest.fork_json, json.dumps(fork, indent=1) + "\n")
+
+
+def remove_stale_temp_files(paths: RunPaths) -> int:
+    """Delete temp files a killed writer left behind (call only while holding the :class:`RunLock`)."""
+    removed = 0
+    for folder in (paths.root, paths.frames_dir, paths.checkpoints_dir, paths.records_dir):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -1,4 +1,4 @@
-"""Assemble rendered frames into an MP4 with ffmpeg, and inspect or decode videos.
+"""Assemble rendered frames into videos (MP4, WebM, GIF) with ffmpeg, and inspect or decode videos.
 
 Every ffmpeg call goes through ffmpeg-python with ``cmd=ffmpeg_exe()``, so the same code runs against a
 system ffmpeg (Debian's brings ``ffprobe``) or the static binary in the ``imageio-ffmpeg`` wheel (which has
@@ -18,6 +18,12 @@ Encoding (:func:`assemble_video`):
 - ``metadata`` becomes MP4 container (global) metadata. Keys the MP4 muxer maps to iTunes atoms
   (``title``, ``comment``, ...; see ``_ITUNES_KEYS``) are written as such; if any other key is present the
   muxer's ``use_metadata_tags`` flag is set so custom keys (such as a run manifest) survive.
+
+Outputs (:func:`assemble_outputs`, from a scene's ``output:`` via :meth:`VideoOutputs.from_scene`): the
+MP4 in h264/h265/vp9 at any crf/preset/pix_fmt, sound muxed with an offset and cut to the video's length,
+loop/boomerang frame orders, a palette-optimized GIF, a VP9/Opus WebM, and motion-compensated
+interpolation (``minterpolate``). :func:`check_encoders` refuses, before any encode, an encoder, pixel
+format or filter the ffmpeg binary lacks. docs/outputs.md has the details.
 
 Probing (:func:`probe_video`) uses ``ffprobe`` when one exists (beside the ffmpeg binary or on ``PATH``),
 otherwise ``ffmpeg`` itself: a stream-copy pass into the ``framecrc`` muxer counts the packets and sums

@@ -42,19 +42,17 @@ class JobCheck(BaseModel):
 
 
 def expand_scene_paths(items: list[str]) -> list[Path]:
-    """Scene files in the given order; a folder contributes its ``*.yaml``/``*.yml`` files, sorted.
+    """Scene files in the given order; a folder contributes its ``*.yaml``/``*.yml`` files, sorted
+    (an empty folder, such as a nightly queue with nothing queued, contributes none).
 
     Raises:
-        PyttiError: an item does not exist, or a folder holds no scene files.
+        PyttiError: an item does not exist.
     """
     paths: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SCENE_SUFFIXES)
-            if not found:
-                raise PyttiError(f"{path}: no scene files (*.yaml, *.yml) in this folder")
-            paths.extend(found)
+            paths.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SCENE_SUFFIXES))
         elif path.exists():
             paths.append(path)
         else:

@@ -97,8 +97,22 @@ def _record(run: RunRef, index: int, key: str, *, skipped: bool) -> FrameRecord:
     )
 
 
+def retry_on_out_of_memory(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a frame only when it ran out of (GPU) memory; bad input and NaN losses fail at once."""
+    try:
+        state.result()
+    except torch.OutOfMemoryError:
+        return True
+    except Exception:  # noqa: BLE001 - every other failure is final
+        return False
+    return False
+
+
 @task(
     name="render-frame",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on_out_of_memory,
     task_run_name="frame-{index:06d}",
     cache_policy=FrameKeyPolicy(),
     persist_result=True,

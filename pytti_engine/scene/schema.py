@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -376,6 +377,10 @@ class Stabilization(_Model):
     flow_mask: MaskPath = Field(None, description="mask image/video for the flow loss")
 
 
+def _is_zero(expr: Expr) -> bool:
+    return expr.is_constant and expr.value == 0
+
+
 def _check_depth_model(value: str | None, info: ValidationInfo) -> str | None:
     if value is None or value == "flat":
         return value
@@ -385,9 +390,17 @@ def _check_depth_model(value: str | None, info: ValidationInfo) -> str | None:
         if problem:
             raise _custom_error(f"depth_model folder {folder}: {problem}")
         return str(folder)
-    if looks_like_path(value) and value.count("/") != 1:
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) or value.startswith("."):
         raise _custom_error(f"depth_model folder not found: {folder} (give a folder, a hub id, or 'flat')")
-    return value  # a hub id such as depth-anything/Depth-Anything-V2-Small-hf, read from the HF cache
+    # A hub id such as depth-anything/Depth-Anything-V2-Small-hf: it must already be in the HF cache.
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(value, "config.json"), str):
+        raise _custom_error(
+            f"depth_model {value!r} is neither a folder nor in the Hugging Face cache "
+            f"(download it with `hf download {value}`, or give its folder)"
+        )
+    return value
 
 
 def depth_folder_problem(folder: Path) -> str | None:
@@ -652,7 +665,11 @@ class Scene(_Model):
         from pytti_engine.audio import BandFilter, check_filters, probe_audio
         from pytti_engine.errors import PyttiError
 
-        rate = probe_audio(self.input_audio).sample_rate
+        info = probe_audio(self.input_audio)
+        if info.duration is not None and self.input_audio_offset >= info.duration:
+            message = f"{self.input_audio_offset:g} s is past the end of input_audio ({info.duration:g} s)"
+            return ("input_audio_offset",), message
+        rate = info.sample_rate
         for i, f in enumerate(self.input_audio_filters):
             try:
                 check_filters([BandFilter(f.name, f.f_center, f.f_width, f.order)], rate)
@@ -723,6 +740,8 @@ class Scene(_Model):
             )
         elif self.animation == "video" and self.video_path is None:
             problem = ("video_path", "animation: video needs video_path")
+        elif not _is_zero(self.stabilization.depth) and self.depth_model in (None, "flat"):
+            problem = ("depth_model", "stabilization.depth needs depth_model: a depth model folder (not flat)")
         elif self.flow_model == "raft" and self.flow_weights is None:
             problem = ("flow_weights", "flow_model: raft needs flow_weights (a torchvision RAFT .pth file)")
         if problem is not None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from kornia.geometry import create_meshgrid
 from kornia.geometry.conversions import convert_affinematrix_to_homography
-from kornia.geometry.linalg import transform_points
 from kornia.geometry.transform import get_rotation_matrix2d
 from torch import Tensor
 
@@ -152,5 +151,6 @@ def warp_2d(
     dtype = grid_dtype(image.dtype)
     inverse = torch.linalg.inv(matrix).to(dtype)
     pixels = create_meshgrid(height, width, normalized_coordinates=False, device=image.device, dtype=dtype)
-    grid = transform_points(inverse, pixels.reshape(1, -1, 2)).view(1, height, width, 2)  # (1, H, W, 2)
+    # An affine map applied as one matmul (kornia's transform_points is ~20x slower on 512² grids).
+    grid = pixels @ inverse[0, :2, :2].T + inverse[0, :2, 2]  # (1, H, W, 2)
     return sample_pixels(image, grid.expand(batch, -1, -1, -1), padding=infill, sampling=sampling)

@@ -1,7 +1,8 @@
 """3D camera motion between frames: reproject the previous frame through its depth map (``animation: 3d``).
 
 The camera model and the maths are kornia's (:func:`kornia.geometry.depth.depth_to_3d_v2`,
-:func:`kornia.geometry.linalg.transform_points`, :func:`kornia.geometry.camera.perspective.project_points`,
+:func:`kornia.geometry.camera.perspective.project_points`, the 4×4 of
+:func:`kornia.geometry.conversions.Rt_to_matrix4x4` applied as a matmul,
 the same steps as :func:`kornia.geometry.depth.warp_frame_depth`); this module builds the intrinsics
 from the field of view and the 4×4 motion from the scene's per-frame values, and samples through
 :func:`pytti_engine.warps.modes.sample_pixels` so every infill and sampling mode is available. With
@@ -40,7 +41,6 @@ from kornia.geometry.conversions import (
     quaternion_to_rotation_matrix,
 )
 from kornia.geometry.depth import depth_to_3d_v2
-from kornia.geometry.linalg import transform_points
 from torch import Tensor
 
 from pytti_engine.checks import check_shape
@@ -220,9 +220,9 @@ def reprojection_grid(
     dtype = grid_dtype(depth.dtype)
     k = intrinsics_from_fov(field_of_view, height, width, device=depth.device, dtype=dtype)
     points = depth_to_3d_v2(depth[:, 0].to(dtype), k)  # (B, H, W, 3), new camera
-    moved = transform_points(
-        camera_transform(motion, device=depth.device, dtype=dtype), points.reshape(batch, -1, 3)
-    )
+    matrix = camera_transform(motion, device=depth.device, dtype=dtype)
+    # X_old = R X_new + t as one matmul (kornia's transform_points is ~10x slower on 512² clouds).
+    moved = points.reshape(batch, -1, 3) @ matrix[:, :3, :3].transpose(1, 2) + matrix[:, None, :3, 3]
     z = moved[..., 2:]
     behind = z <= 1e-6
     safe = torch.where(behind, torch.ones_like(moved), moved)

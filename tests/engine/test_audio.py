@@ -166,6 +166,23 @@ def test_band_names_work_in_every_expression(tone_wav: Path) -> None:
     assert f11.to_dict()["bands"] == {"a4": a4_11}
 
 
+def test_pytti_plan_shows_the_band_curves(tone_wav: Path) -> None:
+    from pytti_engine.scene.report import plan_csv, plan_table
+
+    body = "fps: 10\ninput_audio: tone.wav\ninput_audio_filters: [{name: a4, f_center: 440, f_width: 80}]\n"
+    plan = build_plan(load_scene(scene_file(tone_wav.parent, body)))
+    header, *rows = plan_csv(plan).splitlines()
+    column = header.split(",").index("bands[a4]")
+    curve = [float(row.split(",")[column]) for row in rows]
+    assert curve[:10] == [0.0] * 10 and min(curve[10:]) > 0.85
+    assert "bands[a4]" in plan_table(plan)
+
+
+def test_offset_past_the_end_reads_silence() -> None:
+    bands = band_envelopes(tone(), RATE, FILTERS, fps=FPS, offset=5.0)
+    assert bands.frames == 0 and bands.at(0) == {f"{n}{s}": 0.0 for n in bands.names for s in ("", "_prev")}
+
+
 def test_scenes_without_audio_plan_as_before(tmp_path: Path) -> None:
     plan = build_plan(load_scene(scene_file(tmp_path, "fps: 10\n"), ["scenes.0.prompts=a"]))
     assert "bands" not in plan.frames[0].to_dict()
@@ -195,6 +212,10 @@ def test_scenes_without_audio_plan_as_before(tmp_path: Path) -> None:
             r"input_audio_filters.1.name: duplicate filter name 'a4'",
         ),
         ("translate_x: 'a4'\n", r"translate_x: unknown name 'a4'"),
+        (
+            "input_audio: tone.wav\ninput_audio_offset: 3\n",
+            r"2:21: input_audio_offset: 3 s is past the end of input_audio \(2.5 s\)",
+        ),
     ],
 )
 def test_bad_audio_settings_are_scene_errors_with_positions(tone_wav: Path, body: str, message: str) -> None:

@@ -104,3 +104,11 @@ def test_fed_from_a_real_render(write_scene: Callable[..., Path], tmp_path: Path
     assert [s.step for s in events.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
     assert [s.value for s in events.Scalars("learning_rate")] == pytest.approx([scene.learning_rate] * 6)
     assert len(events.Images("image")) == 1
+
+
+def test_a_missing_tensorboard_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # makes `import tensorboard` fail
+    with pytest.raises(PyttiError, match=r"pytti-flow\[metrics\]"):
+        MetricsWriter(tmp_path, steps_per_frame=1)

@@ -126,6 +126,7 @@ def test_3d_settings_enter_the_frame_keys_but_2d_keys_are_unchanged(write_scene:
     [
         ("animation: 3d\n", "animation: 3d needs depth_model"),
         ("animation: 3d\ndepth_model: ./nowhere\n", "depth_model folder not found"),
+        ("animation: 3d\ndepth_model: nobody/no-such-model\n", "nor in the Hugging Face cache"),
         ("animation: 3d\ndepth_model: flat\nrotate_3d: [1, 2]\n", "3 angles"),
         ("animation: 3d\ndepth_model: flat\nrotate_3d: '[1, 2, 3, 4, 5]'\n", "got 5 values"),
         ("animation: 3d\ndepth_model: flat\nfield_of_view: 180\n", "field_of_view"),

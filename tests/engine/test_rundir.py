@@ -101,3 +101,14 @@ def test_unwritable_output_directory_is_an_output_error(tmp_path: Path) -> None:
         ensure_writable(blocker / "run")
     ensure_writable(tmp_path / "a" / "b")
     assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
+    from pytti_engine.rundir import remove_stale_temp_files
+
+    paths = RunPaths(tmp_path)
+    write_frame(paths, _result(), 1, "k1")
+    (paths.frames_dir / ".000002.png.abc.tmp").write_bytes(b"half")
+    (paths.checkpoints_dir / ".000002.pt.x.tmp").write_bytes(b"half")
+    assert remove_stale_temp_files(paths) == 2
+    assert not list(tmp_path.rglob("*.tmp")) and frame_done(paths, 1, "k1")

@@ -83,6 +83,12 @@ def test_batch_renders_the_valid_scenes_and_resumes_the_failed_one(
     assert "kept (already finished)" in str(table.data) and str(out / "c" / "c.mp4") in str(table.data)
 
 
+def test_an_empty_queue_folder_is_a_batch_with_nothing_to_do(tmp_path: Path) -> None:
+    (tmp_path / "queue").mkdir()
+    summary = batch_render(BatchParams(scenes=[str(tmp_path / "queue")], out_root=str(tmp_path / "out")))
+    assert summary.rows == []
+
+
 def test_sweep_jobs_are_the_cartesian_product_each_in_its_own_dir(
     write_scene: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -107,6 +107,14 @@ def test_deploy_trigger_from_the_api_and_fan_out_a_batch(
     (schedule,) = _deployment(stack, "batch-render/nightly")["schedules"]
     assert schedule["schedule"]["cron"] == "0 1 * * *" and schedule["schedule"]["timezone"] == "Europe/Berlin"
 
+    # The Kubernetes variant's base job template is accepted by the server, GPU variables included.
+    template = "deploy/k8s/base-job-template.json"
+    stack.prefect("work-pool", "create", "pytti-k8s", "--type", "kubernetes", "--base-job-template", template)
+    k8s = stack.api("GET", "/work_pools/pytti-k8s").json()["base_job_template"]
+    container = k8s["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpu_count }}"
+    assert k8s["variables"]["properties"]["gpu_count"]["default"] == 1
+
     # A bad parameter is rejected by the server before any worker sees it.
     dep = _deployment(stack, "render-scene/render-one")
     bad = stack.api(

@@ -173,3 +173,30 @@ def test_manifest_round_trip_through_the_video(
     embedded = json.loads(printed[printed.index("{") :])
     assert embedded["frame_count"] == 2 and embedded["last_key"] == manifest["frames"][-1]["key"]
     assert embedded["scene"] == manifest["scene"]
+
+
+def test_out_of_memory_is_retried_and_recorded(
+    write_scene: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import tasks.render as task_module
+
+    real = task_module.render_frame
+    calls: list[int] = []
+
+    def oom_once(state: Any, frame: Any, ctx: Any, on_step: Any = None) -> Any:
+        calls.append(frame.index)
+        if frame.index == 2 and calls.count(2) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        if frame.index == 3:
+            raise ValueError("not transient")
+        return real(state, frame, ctx, on_step=on_step)
+
+    monkeypatch.setattr(task_module, "render_frame", oom_once)
+    monkeypatch.setattr(task_module.render_frame_task, "retry_delay_seconds", [0, 0])
+    out = tmp_path / "run"
+    state = render_scene(_params(write_scene(MOVING, frames=3), out), return_state=True)
+    assert state.is_failed()
+    assert calls == [1, 2, 2, 3], "OOM is retried, other errors are not"
+    assert json.loads((out / "records" / "000002.json").read_text())["attempts"] == 2

@@ -44,5 +44,9 @@ def test_batch_cli_reports_every_invalid_scene_and_starts_nothing(
     assert not (tmp_path / "out").exists()
     assert main(["batch", str(tmp_path / "missing")]) == 2
     assert "no such scene file or folder" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["batch", str(empty)]) == 2
+    assert "no scene files" in capsys.readouterr().err
     assert main(["render", str(good), "--sweep", "seed"]) == 2
     assert "expected KEY=V1,V2" in capsys.readouterr().err

@@ -1,0 +1,140 @@
+"""Stabilization losses (pytti_engine.stabilization): pure losses, the per-frame target, and a render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pytti_engine.depth import write_tiny_depth_model
+from pytti_engine.job import build_context
+from pytti_engine.render import FrameResult, render_frames
+from pytti_engine.scene import build_plan, load_scene
+from pytti_engine.stabilization import (
+    Stabilizer,
+    edge_loss,
+    load_mask,
+    masked_mse,
+    semantic_loss,
+    sobel_edges,
+    unit_disparity,
+)
+from pytti_engine.video import EncodeSettings, assemble_video
+
+
+def test_masked_mse_and_edges_known_answers() -> None:
+    a, b = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    assert masked_mse(a, b) == 1.0
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2] = 1.0
+    assert masked_mse(a, b, mask) == 0.5
+    step = torch.zeros(1, 3, 8, 8)
+    step[..., 4:] = 1.0  # a vertical edge between columns 3 and 4
+    edges = sobel_edges(step)
+    assert edges.shape == (1, 2, 8, 8)
+    assert edges[:, 1].abs().max() == 0  # no vertical gradient
+    assert edges[:, 0, :, 3:5].min() > 0 and edges[:, 0, :, :2].abs().max() == 0
+    assert edge_loss(step, edges) == 0
+    assert edge_loss(step + 0.5, edges) == 0  # brightness does not change edges
+    assert edge_loss(torch.zeros_like(step), edges) > 0
+
+
+def test_semantic_loss_is_zero_for_the_same_direction() -> None:
+    target = torch.tensor([1.0, 2.0, 3.0])
+    assert float(semantic_loss(target[None].repeat(4, 1) * 5, target)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.tensor([[3.0, -2.0, 0.0]])
+    assert float(semantic_loss(other, target)) > 0.1
+    assert float(semantic_loss(other, target, torch.zeros(1))) == 0.0
+
+
+def test_unit_disparity_is_affine_invariant() -> None:
+    d = torch.rand(1, 1, 5, 5)
+    torch.testing.assert_close(unit_disparity(3 * d + 2), unit_disparity(d))
+
+
+def test_stabilizer_losses_belong_to_their_frame_only() -> None:
+    stab = Stabilizer()
+    target = torch.full((1, 3, 8, 8), 0.5)
+    valid = torch.zeros(1, 1, 8, 8)
+    valid[..., :4, :] = 1.0
+    stab.begin_frame(3, {"direct": 2.0, "flow": 10.0, "edge": 0.0}, target, valid)
+    image = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    loss = stab.pixel_loss(image, 3)
+    assert loss is not None
+    # direct: 2 * 0.25; flow: 10 * 0.25 on the valid half only
+    assert float(loss.detach()) == pytest.approx(2 * 0.25 + 10 * 0.125)
+    loss.backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert stab.pixel_loss(image, 4) is None  # a stale target is never used
+    stab.begin_frame(5, {}, target, None)
+    assert stab.pixel_loss(image, 5) is None
+
+
+def _mask_png(path: Path, left_white: bool) -> Path:
+    arr = np.zeros((8, 8), dtype=np.uint8)
+    arr[:, :4] = 255 if left_white else 0
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_masks_from_images_and_videos(tmp_path: Path) -> None:
+    image_mask = load_mask(_mask_png(tmp_path / "m.png", True), (8, 8), 12.0)
+    assert (
+        image_mask.shape == (1, 1, 8, 8)
+        and image_mask[..., :4].min() > 0.99
+        and image_mask[..., 4:].max() < 0.01
+    )
+    frames = [_mask_png(tmp_path / f"{k}.png", k % 2 == 0) for k in range(4)]
+    video = assemble_video(
+        frames, tmp_path / "mask.mp4", EncodeSettings(fps=12, crf=0, preset="ultrafast", pix_fmt="yuv444p")
+    )
+    stab = Stabilizer(masks={"direct": video}, fps=12.0)
+    first = stab.mask("direct", 1, (8, 8), torch.device("cpu"))
+    second = stab.mask("direct", 2, (8, 8), torch.device("cpu"))
+    assert first[..., :4].mean() > 0.9 and second[..., :4].mean() < 0.1
+    assert stab.mask("direct", 99, (8, 8), torch.device("cpu")).shape == (1, 1, 8, 8)  # clamps to the last
+
+
+def _distance_to_motion_target(
+    write_scene: Callable[..., Path], stabilization: str, name: str, extra: str = ""
+) -> float:
+    body = f"animation: 2d\ntranslate_x: 2\nlearning_rate: 0.2\n{extra}stabilization: {stabilization}\n"
+    scene = load_scene(write_scene(body, name=name, frames=2, steps=2, size=24))
+    plan = build_plan(scene)
+    ctx = build_context(scene, plan, torch.device("cpu"))
+    results: list[FrameResult] = []
+    render_frames(plan.frames, ctx, on_frame=results.append)
+    assert ctx.motion is not None
+    stab = ctx.motion.stabilizer
+    target = stab.target_for(2) if stab is not None else None
+    if target is None:  # no stabilization: compare with the warped frame 1 the same way
+        from pytti_engine.warps import Motion2D, warp_2d
+
+        reference = warp_2d(results[0].image, Motion2D(translate_x=2.0), infill="wrap")
+    else:
+        reference = target.image
+    return float((results[1].image - reference).pow(2).mean())
+
+
+def test_direct_stabilization_keeps_the_frame_near_the_warped_previous_one(
+    write_scene: Callable[..., Path],
+) -> None:
+    free = _distance_to_motion_target(write_scene, "{direct: 0}", "free.yaml")
+    held = _distance_to_motion_target(write_scene, "{direct: 1000}", "held.yaml")
+    assert held < 0.5 * free
+
+
+def test_edge_semantic_and_flow_weights_render(write_scene: Callable[..., Path]) -> None:
+    value = _distance_to_motion_target(write_scene, "{edge: 5, semantic: '1 + t', flow: 3}", "mix.yaml")
+    assert np.isfinite(value)
+
+
+def test_depth_stabilization_with_the_tiny_model(write_scene: Callable[..., Path], tmp_path: Path) -> None:
+    model = write_tiny_depth_model(tmp_path / "depth")
+    extra = f"depth_model: {model}\n"
+    value = _distance_to_motion_target(write_scene, "{depth: 10}", "depth.yaml", extra)
+    assert np.isfinite(value)
