@@ -741,7 +741,10 @@ class Scene(_Model):
         elif self.animation == "video" and self.video_path is None:
             problem = ("video_path", "animation: video needs video_path")
         elif not _is_zero(self.stabilization.depth) and self.depth_model in (None, "flat"):
-            problem = ("depth_model", "stabilization.depth needs depth_model: a depth model folder (not flat)")
+            problem = (
+                "depth_model",
+                "stabilization.depth needs depth_model: a depth model folder (not flat)",
+            )
         elif self.flow_model == "raft" and self.flow_weights is None:
             problem = ("flow_weights", "flow_model: raft needs flow_weights (a torchvision RAFT .pth file)")
         if problem is not None:

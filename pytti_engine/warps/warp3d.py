@@ -1,10 +1,12 @@
 """3D camera motion between frames: reproject the previous frame through its depth map (``animation: 3d``).
 
-The camera model and the maths are kornia's (:func:`kornia.geometry.depth.depth_to_3d_v2`,
-:func:`kornia.geometry.camera.perspective.project_points`, the 4×4 of
-:func:`kornia.geometry.conversions.Rt_to_matrix4x4` applied as a matmul,
-the same steps as :func:`kornia.geometry.depth.warp_frame_depth`); this module builds the intrinsics
-from the field of view and the 4×4 motion from the scene's per-frame values, and samples through
+The camera model is kornia's: the rotation and 4×4 motion come from
+:func:`kornia.geometry.conversions.axis_angle_to_rotation_matrix` / ``quaternion_to_rotation_matrix`` and
+``Rt_to_matrix4x4``, and the reprojection is the one of :func:`kornia.geometry.depth.warp_frame_depth`
+(unproject with the new frame's depth, apply ``src_trans_dst``, project), written with broadcasting
+because kornia's version rebuilds a meshgrid and point cloud each call (about 10× the cost at 512²).
+This module builds the intrinsics from the field of view and the motion from the scene's per-frame
+values, and samples through
 :func:`pytti_engine.warps.modes.sample_pixels` so every infill and sampling mode is available. With
 ``infill="black"``, ``sampling="bilinear"`` and ``lock_camera=False`` the result equals
 ``warp_frame_depth`` (a test checks it).
@@ -34,13 +36,11 @@ from dataclasses import dataclass
 
 import torch
 from kornia.geometry import create_meshgrid
-from kornia.geometry.camera.perspective import project_points
 from kornia.geometry.conversions import (
     Rt_to_matrix4x4,
     axis_angle_to_rotation_matrix,
     quaternion_to_rotation_matrix,
 )
-from kornia.geometry.depth import depth_to_3d_v2
 from torch import Tensor
 
 from pytti_engine.checks import check_shape
@@ -217,22 +217,29 @@ def reprojection_grid(
     """
     check_shape(depth, "B 1 H W")
     batch, _, height, width = depth.shape
-    dtype = grid_dtype(depth.dtype)
-    k = intrinsics_from_fov(field_of_view, height, width, device=depth.device, dtype=dtype)
-    points = depth_to_3d_v2(depth[:, 0].to(dtype), k)  # (B, H, W, 3), new camera
-    matrix = camera_transform(motion, device=depth.device, dtype=dtype)
-    # X_old = R X_new + t as one matmul (kornia's transform_points is ~10x slower on 512² clouds).
-    moved = points.reshape(batch, -1, 3) @ matrix[:, :3, :3].transpose(1, 2) + matrix[:, None, :3, 3]
-    z = moved[..., 2:]
-    behind = z <= 1e-6
-    safe = torch.where(behind, torch.ones_like(moved), moved)
-    uv = project_points(safe, k[:, None])  # (B, H*W, 2), previous camera
-    pixels = create_meshgrid(height, width, normalized_coordinates=False, device=depth.device, dtype=dtype)
-    offset = uv.view(batch, height, width, 2) - pixels
+    dtype, device = grid_dtype(depth.dtype), depth.device
+    f = focal_length(field_of_view, height)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    matrix = camera_transform(motion, device=device, dtype=dtype)[0]  # X_old = R X_new + t
+    rot, shift = matrix[:3, :3], matrix[:3, 3]
+    # Pinhole unprojection X_new = z (K⁻¹ [u, v, 1]) and the rigid map, written with broadcasting: the
+    # same maths as kornia's depth_to_3d_v2 + transform_points + project_points (a test checks equality
+    # with warp_frame_depth) at a fraction of the cost on 512² frames (no meshgrid or point cloud built).
+    xs = ((torch.arange(width, device=device, dtype=dtype) - cx) / f).view(1, width)
+    ys = ((torch.arange(height, device=device, dtype=dtype) - cy) / f).view(height, 1)
+    z = depth[:, 0].to(dtype)  # (B, H, W)
+    old = [z * (rot[i, 0] * xs + rot[i, 1] * ys + rot[i, 2]) + shift[i] for i in range(3)]
+    behind = old[2] <= 1e-6
+    depth_old = torch.where(behind, torch.ones_like(old[2]), old[2])
+    u = f * old[0] / depth_old + cx
+    v = f * old[1] / depth_old + cy
     if lock_camera:
-        offset = offset - offset.mean(dim=(1, 2), keepdim=True)
-    grid = pixels + offset
-    return torch.where(behind.view(batch, height, width, 1), torch.full_like(grid, _OUTSIDE), grid)
+        ahead = (~behind).to(dtype)
+        count = ahead.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+        u = u - ((u - cx - xs * f) * ahead).sum(dim=(1, 2), keepdim=True) / count
+        v = v - ((v - cy - ys * f) * ahead).sum(dim=(1, 2), keepdim=True) / count
+    grid = torch.stack([u, v], dim=-1)  # (B, H, W, 2)
+    return torch.where(behind.unsqueeze(-1), torch.full_like(grid, _OUTSIDE), grid)
 
 
 def warp_3d(

@@ -231,3 +231,30 @@ def _hard_kill(stack: LocalStack, proc: Any) -> None:
             pass
     proc.wait(timeout=10)
     stack.processes.remove(proc)
+
+
+@pytest.mark.slow
+def test_pytti_serve_serves_the_deployments_with_their_schedules(
+    stack: LocalStack, write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    served = stack.spawn(
+        "serve", [str(stack.bin / "pytti"), "serve", "--only", "render-one", "--only", "nightly"]
+    )
+    deadline = time.monotonic() + 120
+    while stack.api("GET", "/deployments/name/render-scene/render-one").json().get("work_pool_name"):
+        # served deployments replace the pool-based ones of the same name: no work pool
+        assert served.poll() is None, (stack.home / "serve.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "pytti serve did not register its deployments"
+        time.sleep(1)
+    (schedule,) = _deployment(stack, "batch-render/nightly")["schedules"]
+    assert schedule["schedule"]["cron"] == "0 1 * * *" and schedule["schedule"]["timezone"] == "Europe/Berlin"
+    scene = write_scene(frames=2, name="served.yaml")
+    run_id = _trigger(
+        stack,
+        "render-scene/render-one",
+        {"scene_path": str(scene), "out_dir": str(tmp_path / "s"), "device": "cpu"},
+    )
+    _assert_completed(stack, _wait_run(stack, run_id, timeout=180))
+    assert probe_video(tmp_path / "s" / "served.mp4").frames == 2
+    stack.kill(served)
+    stack.processes.remove(served)
