@@ -85,9 +85,7 @@ def _patch_multiple(side: int, target: int, height: int, width: int, patch: int 
     return max(patch, round(side * target / max(height, width) / patch) * patch)
 
 
-def load_depth_model(
-    ref: str | Path, device: torch.device, *, size: int | None = None
-) -> DepthAnything:
+def load_depth_model(ref: str | Path, device: torch.device, *, size: int | None = None) -> DepthAnything:
     """Load a depth-estimation model from a local folder or the Hugging Face cache (never the network
     when ``HF_HUB_OFFLINE=1``).
 

@@ -11,9 +11,9 @@ import torch
 
 from pytti_engine.devices import make_generator
 from pytti_engine.errors import PyttiError
-from pytti_engine.motion import MotionRuntime, motion_fingerprint
 from pytti_engine.io import load_image
 from pytti_engine.losses import hsv_target
+from pytti_engine.motion import MotionRuntime, motion_fingerprint
 from pytti_engine.perceptors import Perceptor, load_perceptor
 from pytti_engine.prompts import (
     DirectTarget,

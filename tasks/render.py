@@ -27,7 +27,7 @@ from pytti_engine.rundir import (
 )
 from pytti_engine.state import RenderState
 from tasks.records import FrameRecord, RunRef
-from tasks.resident import Job, context_for, job_for
+from tasks.resident import Job, context_for, job_for, metrics_for
 
 PROGRESS_LOGGER = "pytti.progress"
 
@@ -130,9 +130,12 @@ def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) 
     ctx = context_for(run)
     state = _restore_state(job, ctx, index, logger)
     progress = logging.getLogger(PROGRESS_LOGGER)
+    metrics = metrics_for(run)  # None unless the scene says tensorboard: true
 
     def on_step(event: StepEvent) -> None:
         progress.debug("step", extra={"pytti_step": event, "pytti_frames": run.frame_count})
+        if metrics is not None:
+            metrics.on_step(event)
 
     ctx_run = TaskRunContext.get()
     attempts = ctx_run.task_run.run_count if ctx_run and ctx_run.task_run else 1
@@ -143,6 +146,8 @@ def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) 
             torch.cuda.empty_cache()
         raise
     write_frame(job.paths, result, index, key, attempts=max(1, attempts))
+    if metrics is not None:
+        metrics.on_frame(index, result.seconds, result.image, result.loss)  # flushes to disk
     prune_checkpoints(job.paths, Retention.parse(job.scene.keep_checkpoints), index)
     logger.info(
         "frame %d/%d rendered in %.2f s (loss %.4f)", index, run.frame_count, result.seconds, result.loss

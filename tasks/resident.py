@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from pytti_engine.job import build_context, plan_keys
+from pytti_engine.metrics import MetricsWriter, open_metrics
 from pytti_engine.perceptors import Perceptor, load_perceptor
 from pytti_engine.render import RenderContext
 from pytti_engine.rundir import RunPaths, fork_base_keys
@@ -59,3 +60,16 @@ def job_for(run: RunRef) -> Job:
 def context_for(run: RunRef) -> RenderContext:
     """The resident render context (perceptors + prompt embeddings) of a run."""
     return _context(run.scene_path, run.overrides, run.scene_sha256, run.run_dir, run.device)
+
+
+@lru_cache(maxsize=2)
+def _metrics(
+    scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str
+) -> MetricsWriter | None:
+    job = _job(scene_path, overrides, scene_sha256, run_dir)
+    return open_metrics(job.paths.root, job.scene)
+
+
+def metrics_for(run: RunRef) -> MetricsWriter | None:
+    """The run's TensorBoard writer, one per process and run (``None`` unless ``tensorboard: true``)."""
+    return _metrics(run.scene_path, run.overrides, run.scene_sha256, run.run_dir)

@@ -52,7 +52,9 @@ def test_preview_of_a_2d_scene_is_the_composition_of_its_warps(
     assert len(images) == 5
     for frame, image in zip(plan.frames, images, strict=True):
         if frame.index > 1:
-            expected = warp_2d(expected, frame_motion(frame), infill="mirror", sampling="bilinear").clamp(0, 1)
+            expected = warp_2d(expected, frame_motion(frame), infill="mirror", sampling="bilinear").clamp(
+                0, 1
+            )
         torch.testing.assert_close(image, expected, atol=1e-6, rtol=0)
     assert (images[-1] - images[0]).abs().mean() > 0.01  # it moved
 

@@ -86,9 +86,6 @@ def test_depth_maps_are_exported_beside_the_frames(write_scene: Callable[..., Pa
     assert (info.frames, info.width) == (3, 32)
 
 
-@pytest.mark.xfail(
-    reason="needs open_metrics wired into tasks/render.py (issue 7; see docs/outputs.md)", strict=False
-)
 def test_tensorboard_event_files_in_the_run_directory(
     write_scene: Callable[..., Path], tmp_path: Path
 ) -> None:
