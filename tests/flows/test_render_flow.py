@@ -4,6 +4,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from flows.render_scene import RenderParams, render_scene
 from pytti_engine.video import probe_video
 
@@ -44,3 +46,17 @@ def test_rerender_into_a_done_run_keeps_every_frame(write_scene: Callable[..., P
     again = render_scene(params)
     assert (again.rendered, again.skipped) == (0, 2)
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
+
+
+def test_flow_works_with_the_imageio_ffmpeg_binary_alone(
+    write_scene: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wheel's static ffmpeg (no ffprobe beside it) must be enough, even where a system ffmpeg exists."""
+    import imageio_ffmpeg
+
+    monkeypatch.setenv("FFMPEG_BINARY", imageio_ffmpeg.get_ffmpeg_exe())
+    summary = render_scene(
+        RenderParams(scene_path=str(write_scene(frames=2)), out_dir=str(tmp_path / "r"), device="cpu")
+    )
+    info = probe_video(Path(summary.video), backend="ffmpeg")
+    assert (info.frames, info.width, info.height, info.fps) == (2, 32, 32, 12.0)
