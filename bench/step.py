@@ -8,10 +8,11 @@ batch of the same cutouts (a leaf that requires grad), cosine loss to a text emb
 object (ViT-B-32, random weights, frozen). Phases alternate (bare, engine, bare, engine, ...) so drift
 of the shared machine hits both; the medians are compared.
 
-    .venv/bin/python bench/step.py [--image-model unlimited_palette|limited_palette|both] [--rounds 6]
+    .venv/bin/python bench/step.py [--image-model unlimited_palette|limited_palette|both] [--rounds 12]
 
-The last line is ``ratio: X`` = median engine step / median bare step (for ``both``: the larger), by
-wall clock, or with ``--clock cpu`` by process CPU time (all threads), which a machine shared with other
+The last line is ``ratio: X`` = engine step / bare step (for ``both``: the larger), each the minimum
+over its samples (``--stat median`` for medians; on a machine shared with other jobs the minimum is the
+least disturbed measurement), by wall clock, or with ``--clock cpu`` by process CPU time (all threads), which a machine shared with other
 jobs disturbs less; both are printed.
 """
 
@@ -156,11 +157,17 @@ def main() -> None:
     parser.add_argument(
         "--image-model", default="both", choices=["unlimited_palette", "limited_palette", "both"]
     )
-    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (the first is warm-up)")
-    parser.add_argument("--reps", type=int, default=2, help="steps per phase per round")
+    parser.add_argument("--rounds", type=int, default=12, help="alternating rounds (the first is warm-up)")
+    parser.add_argument("--reps", type=int, default=1, help="steps per phase per round")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--cutouts", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--stat",
+        default="min",
+        choices=["min", "median"],
+        help="min: the least disturbed sample of each phase (a shared machine); median",
+    )
     parser.add_argument(
         "--clock",
         default="wall",
@@ -190,19 +197,20 @@ def main() -> None:
                     cpu[name].append(used)
         done = [n for n in order if times[n]]
         print(
-            f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in done), flush=True
+            f"round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{n} {times[n][-1]:.3f}s ({cpu[n][-1]:.3f}s CPU)" for n in done),
+            flush=True,
         )
-    bare, bare_cpu = statistics.median(times["bare"]), statistics.median(cpu["bare"])
-    print(
-        f"bare open_clip ViT-B-32 fwd+bwd, {args.cutouts} cutouts: median {bare:.3f} s wall, "
-        f"{bare_cpu:.3f} s CPU (n={len(times['bare'])})"
-    )
+    stat = min if args.stat == "min" else statistics.median
+    print(f"statistic: {args.stat} of {len(times['bare'])} alternating samples per phase")
+    bare, bare_cpu = stat(times["bare"]), stat(cpu["bare"])
+    print(f"bare open_clip ViT-B-32 fwd+bwd, {args.cutouts} cutouts: {bare:.3f} s wall, {bare_cpu:.3f} s CPU")
     ratios = {}
     for name in models:
-        step, step_cpu = statistics.median(times[name]), statistics.median(cpu[name])
+        step, step_cpu = stat(times[name]), stat(cpu[name])
         ratios[name] = (step / bare, step_cpu / bare_cpu)
         print(
-            f"engine step {name}: median {step:.3f} s wall, {step_cpu:.3f} s CPU; "
+            f"engine step {name}: {step:.3f} s wall, {step_cpu:.3f} s CPU; "
             f"ratio {ratios[name][0]:.3f} wall, {ratios[name][1]:.3f} CPU"
         )
     pick = 1 if args.clock == "cpu" else 0

@@ -6,6 +6,7 @@ the renderer with zero optimizer steps, so each frame is the previous one moved 
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         scene = load_scene(Path(args.scene), args.set)
         plan = build_plan(scene, name=str(args.scene))
         if args.frames is not None:
-            plan = type(plan)(fps=plan.fps, frames=plan.frames[: args.frames])
+            plan = dataclasses.replace(plan, frames=plan.frames[: args.frames])
         device = resolve_device(args.device)
         out = Path(args.out)
 

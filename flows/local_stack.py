@@ -182,7 +182,10 @@ class LocalStack:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
                 try:
-                    os.killpg(pid, sig) if pid == proc.pid else os.kill(pid, sig)
+                    if pid == proc.pid:
+                        os.killpg(pid, sig)  # its own group (start_new_session): the leader and children
+                    else:
+                        os.kill(pid, sig)  # descendants that started sessions of their own
                 except (ProcessLookupError, PermissionError):
                     pass
             deadline = time.monotonic() + grace

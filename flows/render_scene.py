@@ -12,6 +12,7 @@ from prefect import flow
 from flows.params import RenderParams, render_run_name, resolve_scene
 from pytti_engine.rundir import RunLock, RunPaths, remove_stale_temp_files
 from tasks.audio import prepare_media_task
+from tasks.precompute import flow_chunks, source_flows_task
 from tasks.publish import frame_done_update, publish_summary, start_progress, write_manifest_task
 from tasks.records import FrameRecord, RenderSummary, RunRef
 from tasks.render import render_frame_task, results_dir
@@ -27,6 +28,9 @@ def render_scene(params: RenderParams) -> RenderSummary:
     source = resolve_scene(params)  # inline scene text: validated (file:line errors), then written out
     prepare_media_task(source.scene_path, source.overrides)  # encoders + audio bands, once (issue 7)
     run = prepare_run(source.scene_path, source.out_dir, params.device, source.overrides)
+    if job_for(run).scene.animation == "video":  # source-video flows: parallel, ahead of the chain
+        for future in [source_flows_task.submit(run, a, b) for a, b in flow_chunks(run.frame_count, 2)]:
+            future.result()
     frame_task = render_frame_task.with_options(
         result_storage=results_dir(run), timeout_seconds=params.frame_timeout_s
     )

@@ -154,7 +154,11 @@ def build_targets(
 
 
 def build_context(
-    scene: Any, plan: Any, device: torch.device, load: PerceptorLoader = _default_loader
+    scene: Any,
+    plan: Any,
+    device: torch.device,
+    load: PerceptorLoader = _default_loader,
+    flow_dir: Path | None = None,
 ) -> RenderContext:
     """Load the scene's perceptors (through ``load``) and compute every prompt target once.
 
@@ -163,6 +167,7 @@ def build_context(
         plan: its plan.
         device: where to render.
         load: ``(model, pretrained, device) -> Perceptor``; the tasks layer passes a per-process cache.
+        flow_dir: video mode: where flows precomputed ahead of the chain are (missing ones are computed).
 
     Returns:
         The :class:`RenderContext` for :func:`pytti_engine.render.render_frame`.
@@ -176,5 +181,5 @@ def build_context(
         perceptor_weights=tuple(float(p.weight) for p in scene.perceptors),
         targets=build_targets(perceptors, plan, settings, device),
         device=device,
-        motion=MotionRuntime.from_scene(scene, device),
+        motion=MotionRuntime.from_scene(scene, device, flow_dir=flow_dir),
     )

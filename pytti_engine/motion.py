@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -124,8 +125,14 @@ class MotionRuntime:
     stabilizer: Stabilizer | None = None
 
     @classmethod
-    def from_scene(cls, scene: Any, device: torch.device) -> MotionRuntime:
+    def from_scene(cls, scene: Any, device: torch.device, *, flow_dir: Path | None = None) -> MotionRuntime:
         """Load what ``scene``'s animation mode needs (the depth model for 3D, the video for video).
+
+        Args:
+            scene: the validated scene.
+            device: where the render runs.
+            flow_dir: video mode: flows precomputed by
+                :func:`pytti_engine.video_source.precompute_flows` (missing ones are computed).
 
         Raises:
             ModelLoadError: the depth model or the flow backend cannot be loaded.
@@ -141,7 +148,7 @@ class MotionRuntime:
         if scene.animation == "video":
             from pytti_engine.video_source import VideoSource
 
-            video = VideoSource.from_scene(scene, device)
+            video = VideoSource.from_scene(scene, device, flow_dir=flow_dir)
         stabilizer = None
         if _uses_stabilization(scene):
             stabilizer = Stabilizer.from_scene(scene, None if depth is None else depth.estimator)
@@ -172,7 +179,7 @@ def motion_fingerprint(scene: Any) -> dict[str, Any]:
     Empty for ``off``/``2d`` scenes, so their frame keys do not change.
     """
     out: dict[str, Any] = {}
-    if scene.animation == "3d":
+    if scene.animation == "3d" or _uses_depth_loss(scene):
         camera = CameraSettings.from_scene(scene)
         out["camera"] = {**camera.__dict__}
     if scene.animation == "video":

@@ -5,7 +5,8 @@ zero optimizer steps and no perceptors, so every frame is the previous one moved
 :func:`pytti_engine.motion.apply_motion`, exactly as a render would move it. A scene with
 ``steps_per_frame: 0`` therefore renders the same frames as its preview (a test checks it). Without an
 ``init_image`` the preview starts from a built-in test pattern (:func:`pattern_image`) so that motion is
-visible; a render without an init image starts from noise instead.
+visible (a render without an init image starts from noise instead), except in video mode, where both
+start from the first source frame.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def write_preview(
     frames_dir = out_dir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     init = scene.init_image
-    if init is None:
+    if init is None and scene.animation != "video":  # video mode starts from its first source frame
         init = out_dir / PATTERN_NAME
         atomic_write_bytes(init, png_bytes(pattern_image(scene.height, scene.width)))
     written: list[Path] = []

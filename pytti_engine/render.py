@@ -356,7 +356,9 @@ def perceptor_loss(image: Tensor, frame: FrameLike, ctx: RenderContext, gen: tor
         else None
     )
     active = [p for p in frame.prompts if p.weight != 0]
-    if not active and semantic_init is None:
+    stabilizer = ctx.motion.stabilizer if ctx.motion is not None else None
+    semantic_stab = stabilizer is not None and stabilizer.wants_semantic(frame.index)
+    if not active and semantic_init is None and not semantic_stab:
         return total
     for i, perceptor in enumerate(ctx.perceptors):
         cuts = sample_cutouts(image, ctx.settings.cutout_config(perceptor.input_size), gen)
@@ -369,7 +371,6 @@ def perceptor_loss(image: Tensor, frame: FrameLike, ctx: RenderContext, gen: tor
         if semantic_init is not None:
             weight = ctx.settings.semantic_init_weight
             total = total + share * image_prompt_loss(semantic_init, i, embeds, cuts, weight, None)
-        stabilizer = ctx.motion.stabilizer if ctx.motion is not None else None
         semantic = None
         if stabilizer is not None:
             semantic = stabilizer.semantic(

@@ -172,6 +172,11 @@ class Stabilizer:
             target.depth = unit_disparity(self.depth_model(image))
         self.current = target
 
+    def wants_semantic(self, frame: int) -> bool:
+        """Whether ``frame`` has a non-zero ``semantic`` weight (the renderer then runs its perceptors)."""
+        target = self.target_for(frame)
+        return target is not None and bool(target.weights.get("semantic"))
+
     def target_for(self, frame: int) -> FrameTarget | None:
         """The target if it belongs to ``frame`` (never a stale one from another frame or render)."""
         current = self.current

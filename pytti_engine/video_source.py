@@ -223,11 +223,13 @@ class VideoSource:
             self.cache.popitem(last=False)
         return result
 
-    @torch.no_grad()
     def advance(
         self, state: RenderState, frame: int, infill: PaddingMode, sampling: SamplingMode
     ) -> MotionOutcome:
-        """Move ``state`` into output ``frame`` (see the module docstring); returns the flow target."""
+        """Move ``state`` into output ``frame`` (see the module docstring); returns the flow target.
+
+        Not under ``no_grad``: re-initializing a latent or palette image model (``encode``) may optimize.
+        """
         if frame < 2:
             raise PyttiError(f"video motion starts at frame 2, got {frame}")
         source = self.source(frame)

@@ -49,7 +49,14 @@ def _context(
     scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str, device: str
 ) -> RenderContext:
     job = _job(scene_path, overrides, scene_sha256, run_dir)
-    return build_context(job.scene, job.plan, torch.device(device), load=_cached_perceptor)
+    return build_context(
+        job.scene, job.plan, torch.device(device), load=_cached_perceptor, flow_dir=flows_dir(job.paths)
+    )
+
+
+def flows_dir(paths: RunPaths) -> Path:
+    """Where a video-source run keeps the optical flows computed ahead of the frame chain."""
+    return paths.root / "flows"
 
 
 def job_for(run: RunRef) -> Job:

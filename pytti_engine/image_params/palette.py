@@ -77,7 +77,9 @@ def palette_decode(colours: Tensor, value: Tensor, logits: Tensor) -> tuple[Tens
     v = value.clamp(0, 1) * (s - 1)  # (1, 1, h, w)
     flat = colours.reshape(k * s, 3)
     index = logits.argmax(dim=1) * s + v.round().long()[:, 0]  # (1, h, w)
-    hard = flat.index_select(0, index.reshape(-1)).T.reshape(1, 3, h, w)
+    # Gather from the (3, K·S) table so the result is contiguous (1, 3, h, w): a transposed view would
+    # make every later op (TV, cutouts) run on channels-last strides, several times slower on the CPU.
+    hard = flat.T.contiguous().index_select(1, index.reshape(-1)).reshape(1, 3, h, w)
     # soft[c] = sum_k sum_s softmax_k · hat_s(v) · colours[k, s, c], as one (S·3, K) @ (K, h·w) matmul.
     weights = logits.softmax(dim=1).reshape(k, h * w)  # (K, hw)
     mixed = (flat.reshape(k, s * 3).T @ weights).reshape(s, 3, h * w)  # (S, 3, hw)
@@ -115,11 +117,11 @@ def palette_normalization_loss(logits: Tensor) -> Tensor:
     k = logits.shape[1]
     if k < 2:
         return logits.new_zeros(())
-    use = logits.reshape(k, -1).T.softmax(dim=-1)  # (N, K)
-    n = use.shape[0]
-    sigma = use.std(dim=0, keepdim=True).clamp(min=1e-8)  # (1, K)
-    centred = use - use.mean(dim=0, keepdim=True)
-    corr = (centred.T @ centred) / (sigma * sigma.T * n)  # (K, K)
+    use = logits.reshape(k, -1).softmax(dim=0)  # (K, N) per-pixel palette weights
+    n = use.shape[1]
+    sigma = use.std(dim=1, keepdim=True).clamp(min=1e-8)  # (K, 1)
+    centred = use - use.mean(dim=1, keepdim=True)
+    corr = (centred @ centred.T) / (sigma * sigma.T * n)  # (K, K)
     off_diagonal = corr - torch.diag(corr.diagonal())
     return off_diagonal.mean() + (sigma * n).reciprocal().mean()
 

@@ -240,3 +240,21 @@ def test_precomputed_flows_are_used_and_match(
     flow = live.flow(3)
     predicted = flow_warp(live.source(2), flow.backward, padding="smear")
     assert (predicted - live.source(3)).abs()[..., 4:-4, 4:-4].mean() < 0.03
+
+
+@pytest.mark.parametrize("image_model", ["unlimited_palette", "limited_palette"])
+def test_3d_and_video_motion_on_a_low_resolution_image_model(
+    write_scene: Callable[..., Path], source_video: Path, image_model: str
+) -> None:
+    """pixel_size 2: the parameters are a 16² grid; the 32² motion grid is resized to it."""
+    for body in (
+        "animation: 3d\ndepth_model: flat\nrotate_3d: [0, 0, 8]\ntranslate_z: 3\n",
+        f"animation: video\nvideo_path: {source_video}\n",
+    ):
+        scene = load_scene(
+            write_scene(f"{body}pixel_size: 2\nimage_model: {image_model}\n", frames=2, steps=0)
+        )
+        frames: list[torch.Tensor] = []
+        preview_frames(scene, build_plan(scene), torch.device("cpu"), _collect(frames))
+        assert all(f.shape == (1, 3, 32, 32) and torch.isfinite(f).all() for f in frames)
+        assert (frames[1] - frames[0]).abs().mean() > 1e-3

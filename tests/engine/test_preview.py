@@ -112,3 +112,25 @@ def test_cli_preview_bad_scene_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("animation: 3d\nscenes:\n  - prompts: a\n    frames: 2\n")
     assert main(["preview", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_video_preview_starts_from_the_source_like_a_render(
+    write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    frames = []
+    for k in range(3):
+        path = tmp_path / f"{k}.png"
+        Image.fromarray((pattern_image(32, 32)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).rotate(
+            5 * k
+        ).save(path)
+        frames.append(path)
+    from pytti_engine.video import EncodeSettings, assemble_video
+
+    video = assemble_video(frames, tmp_path / "v.mp4", EncodeSettings(fps=12, crf=0, preset="ultrafast"))
+    scene = load_scene(write_scene(f"animation: video\nvideo_path: {video}\n", frames=3, steps=0))
+    plan = build_plan(scene)
+    result = write_preview(scene, plan, tmp_path / "out", video=False)
+    rendered: list[bytes] = []
+    render_frames(plan.frames, build_context(scene, plan, torch.device("cpu")), on_frame=_collect(rendered))
+    assert [p.read_bytes() for p in result.frames] == rendered
+    assert not (tmp_path / "out" / PATTERN_NAME).exists()

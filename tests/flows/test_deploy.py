@@ -237,15 +237,20 @@ def _hard_kill(stack: LocalStack, proc: Any) -> None:
 def test_pytti_serve_serves_the_deployments_with_their_schedules(
     stack: LocalStack, write_scene: Callable[..., Path], tmp_path: Path
 ) -> None:
-    served = stack.spawn(
-        "serve", [str(stack.bin / "pytti"), "serve", "--only", "render-one", "--only", "nightly"]
-    )
+    # One path at a time: the pool-based deployments of the same names go first (a served deployment
+    # that replaced one in place would keep its storage settings, and its runs would not load).
+    for name in ("render-scene/render-one", "batch-render/nightly"):
+        assert stack.api("DELETE", f"/deployments/{_deployment(stack, name)['id']}").status_code == 204
+    argv = [str(stack.bin / "pytti"), "serve", "--only", "render-one", "--only", "nightly"]
+    served = stack.spawn("serve", argv)
     deadline = time.monotonic() + 120
-    while stack.api("GET", "/deployments/name/render-scene/render-one").json().get("work_pool_name"):
-        # served deployments replace the pool-based ones of the same name: no work pool
+    names = ("render-scene/render-one", "batch-render/nightly")
+    while any(stack.api("GET", f"/deployments/name/{name}").status_code != 200 for name in names):
         assert served.poll() is None, (stack.home / "serve.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "pytti serve did not register its deployments"
         time.sleep(1)
+    served_dep = _deployment(stack, "render-scene/render-one")
+    assert served_dep["work_pool_name"] is None and not served_dep["pull_steps"]  # in memory, no pool
     (schedule,) = _deployment(stack, "batch-render/nightly")["schedules"]
     assert schedule["schedule"]["cron"] == "0 1 * * *" and schedule["schedule"]["timezone"] == "Europe/Berlin"
     scene = write_scene(frames=2, name="served.yaml")

@@ -60,3 +60,41 @@ def test_flow_works_with_the_imageio_ffmpeg_binary_alone(
     )
     info = probe_video(Path(summary.video), backend="ffmpeg")
     assert (info.frames, info.width, info.height, info.fps) == (2, 32, 32, 12.0)
+
+
+def test_video_source_flows_are_precomputed_ahead_of_the_chain(
+    write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pytti_engine.job import build_context
+    from pytti_engine.render import render_frames
+    from pytti_engine.scene import build_plan, load_scene
+    from pytti_engine.video import EncodeSettings, assemble_video
+
+    frames = []
+    for k in range(6):
+        arr = np.zeros((32, 32, 3), np.uint8)
+        arr[8:20, 4 + 2 * k : 16 + 2 * k] = (250, 200, 40)
+        frames.append(tmp_path / f"src{k}.png")
+        Image.fromarray(arr).save(frames[-1])
+    source = assemble_video(frames, tmp_path / "source.mp4", EncodeSettings(fps=12, crf=0, pix_fmt="yuv444p"))
+    scene = write_scene(f"animation: video\nvideo_path: {source}\n", frames=4)
+    out = tmp_path / "run"
+    summary = render_scene(RenderParams(scene_path=str(scene), out_dir=str(out), device="cpu"))
+    assert summary.rendered == 4
+    assert len(list((out / "flows").iterdir())) == 3, "flows into frames 2-4 are computed before the chain"
+
+    loaded = load_scene(scene)
+    plan = build_plan(loaded)
+    on_the_fly: list[bytes] = []
+    from pytti_engine.io import png_bytes
+
+    render_frames(
+        plan.frames,
+        build_context(loaded, plan, torch.device("cpu")),
+        on_frame=lambda r: on_the_fly.append(png_bytes(r.image)),
+    )
+    assert on_the_fly == [p.read_bytes() for p in sorted((out / "frames").glob("*.png"))]
