@@ -30,7 +30,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         out = Path(args.out)
 
         def progress(done: int, total: int) -> None:
-            print(f"\rframe {done}/{total}", end="", file=sys.stderr, flush=True)
+            if sys.stderr.isatty():  # a self-updating line on a terminal, nothing in logs
+                end = "\n" if done == total else ""
+                print(f"\rframe {done}/{total}", end=end, file=sys.stderr, flush=True)
 
         result = write_preview(scene, plan, out, device=device, video=not args.no_video, on_progress=progress)
     except PyttiError as e:
