@@ -36,12 +36,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
         result = write_preview(scene, plan, out, device=device, video=not args.no_video, on_progress=progress)
     except PyttiError as e:
-        print(f"\npytti: error: {e}", file=sys.stderr)
+        print(f"pytti: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: report, exit 1
-        print(f"\npytti: preview failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"pytti: preview failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILURE
-    print(file=sys.stderr)
     where = result.video if result.video is not None else out / "frames"
     print(f"done: {where} — {len(result.frames)} frames in {result.seconds:.1f} s")
     return EXIT_OK
