@@ -93,6 +93,8 @@ def main() -> int:
 
     from pytti_engine.perceptors import write_stand_in
 
+    load = os.getloadavg()  # other work on the machine competes with the two workers
+
     with tempfile.TemporaryDirectory(prefix="pytti-bench-batch-") as tmp:
         work = Path(tmp)
         stand_in = write_stand_in(work / "clip", seed=0)
@@ -109,11 +111,17 @@ def main() -> int:
             second = stack.start_worker("pytti-gpu", limit=1, name="worker-2")
             wait_for_workers(stack, "pytti-gpu", 2)
             two = run_batch(work / "scenes", work / "two-workers")
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler.flush()  # ship the batch's logs while the server is still up
             for proc in (second, first):
                 stack.kill(proc)
                 stack.processes.remove(proc)
 
     print(f"scenes: 4 x {args.frames} frames, {args.steps} steps/frame, {args.size}x{args.size} px, CPU")
+    print(
+        f"machine: {os.cpu_count()} cores, load average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f}"
+    )
     print(f"one worker:  {one:.1f} s ({4 / one * 60:.2f} scenes/min)")
     print(f"two workers: {two:.1f} s ({4 / two * 60:.2f} scenes/min)")
     print(f"ratio: {one / two:.2f}")

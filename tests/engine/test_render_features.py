@@ -197,3 +197,25 @@ def test_urls_in_image_prompts_are_refused_before_loading(write_scene: Callable[
 def test_engine_keys_are_checked_at_load(write_scene: Callable[..., Path], body: str, message: str) -> None:
     with pytest.raises(SceneError, match=message):
         load_scene(write_scene(body))
+
+
+def test_checkpoints_written_before_image_configs_still_load(
+    write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    plan, ctx = _setup(write_scene, "", frames=1, steps=1)
+    state = render_frames(plan.frames, ctx)
+    assert state is not None
+    ckpt = tmp_path / "old.pt"
+    save_checkpoint(ckpt, state, CheckpointMeta(frame=1, step=1, key="k", png_sha256="x"))
+    payload = torch.load(ckpt, weights_only=True)
+    del payload["image_config"]  # the walking skeleton's format
+    torch.save(payload, ckpt)
+    resumed, _ = load_checkpoint(ckpt, learning_rate=0.02, device=CPU)
+    assert torch.equal(resumed.image.decode_output(), state.image.decode_output())
+
+
+def test_mixed_precision_is_a_no_op_on_the_cpu(write_scene: Callable[..., Path]) -> None:
+    import contextlib
+
+    _, ctx = _setup(write_scene, "mixed_precision: true\n", frames=1, steps=0)
+    assert isinstance(render_module._autocast(ctx), contextlib.nullcontext)
