@@ -11,32 +11,13 @@ The last line is ``ratio: X`` = flow wall time / engine wall time (→ 1 is the 
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-SCENE = """\
-width: 128
-height: 128
-fps: 12
-seed: 1
-steps_per_frame: {steps}
-perceptors: [{{model: "local-dir:{model}"}}]
-cutouts: 16
-animation: 2d
-translate_x: 1
-zoom: 1.01
-scenes:
-  - prompts: "a lighthouse in a storm:1 | text:-0.5:-0.9"
-    frames: {frames}
-"""
+from common import write_bench_scene
 
 
 def engine_run(scene_path: Path, out: Path) -> float:
@@ -87,14 +68,10 @@ def main() -> int:
 
     from prefect import flow
 
-    from pytti_engine.perceptors import write_stand_in
-
     logging.getLogger("prefect").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="pytti-bench-") as tmp:
         root = Path(tmp)
-        model = write_stand_in(root / "clip")
-        scene = root / "bench.yaml"
-        scene.write_text(SCENE.format(steps=args.steps, frames=args.frames, model=model))
+        scene = write_bench_scene(root, steps=args.steps, frames=args.frames)
 
         t0 = time.perf_counter()
         flow(name="warm-up")(lambda: None)()

@@ -12,31 +12,12 @@ Prints both ratios; the last line is ``ratio: X`` = T_done / one frame (target <
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-SCENE = """\
-width: 128
-height: 128
-fps: 12
-seed: 1
-steps_per_frame: {steps}
-perceptors: [{{model: "local-dir:{model}"}}]
-cutouts: 16
-animation: 2d
-translate_x: 1
-zoom: 1.01
-scenes:
-  - prompts: "a lighthouse in a storm:1 | text:-0.5:-0.9"
-    frames: {frames}
-"""
+from common import write_bench_scene
 
 
 def timed_render(scene: Path, out: Path) -> tuple[float, int, int]:
@@ -56,16 +37,12 @@ def main() -> int:
 
     from prefect import flow
 
-    from pytti_engine.perceptors import write_stand_in
     from pytti_engine.rundir import RunPaths
 
     logging.getLogger("prefect").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="pytti-bench-") as tmp:
         root = Path(tmp)
-        scene = root / "bench.yaml"
-        scene.write_text(
-            SCENE.format(steps=args.steps, frames=args.frames, model=write_stand_in(root / "clip"))
-        )
+        scene = write_bench_scene(root, steps=args.steps, frames=args.frames)
         flow(name="warm-up")(lambda: None)()
         out = root / "run"
 
