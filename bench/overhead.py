@@ -3,9 +3,10 @@
 Both sides do the same work per frame (render, write PNG + checkpoint) and assemble the same MP4; the
 flow side additionally reloads each frame's state from the previous checkpoint, as a crash-safe frame
 task must. The Prefect API is started once before timing (a warm-up flow), and its start-up time is
-printed separately. Runs alternate (engine, flow, engine, flow, ...) and the medians are compared.
+printed separately. Runs alternate (engine, flow, engine, flow, ...); the best (least disturbed) run of each side is
+compared, and the ratio of the medians is printed too.
 
-    .venv/bin/python bench/overhead.py [--frames 8] [--steps 16] [--repeats 2]
+    .venv/bin/python bench/overhead.py [--frames 8] [--steps 16] [--repeats 4]
 
 The last line is ``ratio: X`` = flow wall time / engine wall time (→ 1 is the goal).
 """
@@ -61,7 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
 
     import logging
