@@ -13,7 +13,13 @@ from flows.params import RenderParams, render_run_name, resolve_scene
 from pytti_engine.rundir import RunLock, RunPaths, remove_stale_temp_files
 from tasks.audio import prepare_media_task
 from tasks.precompute import flow_chunks, source_flows_task
-from tasks.publish import frame_done_update, publish_summary, start_progress, write_manifest_task
+from tasks.publish import (
+    frame_done_update,
+    publish_plan_curves,
+    publish_summary,
+    start_progress,
+    write_manifest_task,
+)
 from tasks.records import FrameRecord, RenderSummary, RunRef
 from tasks.render import render_frame_task, results_dir
 from tasks.resident import job_for
@@ -38,6 +44,7 @@ def render_scene(params: RenderParams) -> RenderSummary:
     with RunLock(Path(run.run_dir)):  # a second render into the same directory is refused
         remove_stale_temp_files(RunPaths(Path(run.run_dir)))
         progress = start_progress(run)
+        publish_plan_curves(run)
         every = max(1, run.frame_count // 8)
         prev = None
         for index in range(1, run.frame_count + 1):

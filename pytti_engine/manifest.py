@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pytti_engine import __version__
+from pytti_engine.io import atomic_write_text
 from pytti_engine.rundir import FrameRecordData, RunPaths, read_record
 
 MANIFEST_FORMAT = 1
@@ -62,6 +63,24 @@ def git_revision(path: Path) -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
+def models_record(perceptors: Sequence[Any], device: str) -> dict[str, Any]:
+    """The perceptors a render used: open_clip name and identity (tag, or sha256 of the weight files)."""
+    return {
+        "device": device,
+        "perceptors": [
+            {"name": p.name, "identity": p.identity, "input_size": p.input_size} for p in perceptors
+        ],
+    }
+
+
+def write_models_record(paths: RunPaths, record: dict[str, Any]) -> None:
+    """Write ``models.json`` (atomically) unless it already says the same."""
+    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    target = paths.root / "models.json"
+    if not target.is_file() or target.read_text() != text:
+        atomic_write_text(target, text)
+
+
 def frame_records(paths: RunPaths, count: int) -> list[FrameRecordData]:
     """The records of frames 1..count (every one must exist)."""
     records = []
@@ -83,6 +102,8 @@ def build_manifest(paths: RunPaths, run: dict[str, Any], scene: dict[str, Any], 
         count: number of frames.
     """
     records = frame_records(paths, count)
+    models_file = paths.root / "models.json"
+    models = json.loads(models_file.read_text()) if models_file.is_file() else None
     return {
         "format": MANIFEST_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -90,6 +111,7 @@ def build_manifest(paths: RunPaths, run: dict[str, Any], scene: dict[str, Any], 
         "git": git_revision(Path(__file__).parent),
         "run": run,
         "scene": scene,
+        "models": models,
         "frames": [r.to_dict() for r in records],
     }
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 from prefect import task
 from prefect.artifacts import (
     create_link_artifact,
@@ -18,6 +18,7 @@ from prefect.artifacts import (
 
 from pytti_engine.io import atomic_write_bytes, atomic_write_text
 from pytti_engine.manifest import build_manifest, manifest_metadata
+from pytti_engine.scene.report import plan_columns
 from tasks.records import FrameRecord, RunRef
 from tasks.resident import job_for
 
@@ -102,6 +103,52 @@ def write_manifest_task(run: RunRef) -> dict[str, str]:
     manifest = build_manifest(job.paths, run_info, scene_facts, run.frame_count)
     atomic_write_text(job.paths.manifest_json, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest_metadata(manifest)
+
+
+CURVE_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
+
+
+def plan_curves(run: RunRef, width: int = 640, row_height: int = 54) -> Image.Image | None:
+    """Small multiples of every plan column that changes over time (one strip each), or ``None``."""
+    table = plan_columns(job_for(run).plan)
+    series = []
+    for i, name in enumerate(table.names):
+        if name in ("frame", "t", "scene"):
+            continue
+        values = [row[i] for row in table.rows]
+        nums = [float(v) if isinstance(v, int | float) else float("nan") for v in values]
+        finite = [v for v in nums if v == v]
+        if len(finite) > 1 and max(finite) != min(finite):
+            series.append((name, nums, min(finite), max(finite)))
+    if not series:
+        return None
+    chart = Image.new("RGB", (width, row_height * len(series)), "white")
+    draw = ImageDraw.Draw(chart)
+    for k, (name, nums, lo, hi) in enumerate(series[:12]):
+        top = k * row_height
+        draw.line([(0, top + row_height - 1), (width, top + row_height - 1)], fill="#dddddd")
+        points = [
+            (
+                i * (width - 1) / max(1, len(nums) - 1),
+                top + 14 + (row_height - 20) * (1 - (v - lo) / (hi - lo)),
+            )
+            for i, v in enumerate(nums)
+            if v == v
+        ]
+        draw.line(points, fill=CURVE_COLOURS[k % len(CURVE_COLOURS)], width=2)
+        draw.text((4, top + 1), f"{name}  [{lo:g} .. {hi:g}]", fill="black")
+    return chart
+
+
+def publish_plan_curves(run: RunRef) -> None:
+    """A markdown artifact with the plan's time-varying values drawn as curves."""
+    chart = plan_curves(run)
+    if chart is not None:
+        create_markdown_artifact(
+            f"### Plan of {run.video_stem}\n\n![plan curves]({_data_uri(chart)})\n",
+            key=f"{_slug(run)}-plan-curves",
+            description="every value of the plan that varies over time, per frame",
+        )
 
 
 def publish_summary(

@@ -15,6 +15,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
 from pytti_engine.checkpoints import load_checkpoint
+from pytti_engine.manifest import models_record, write_models_record
 from pytti_engine.render import RenderContext, StepEvent, render_frame
 from pytti_engine.rundir import (
     Retention,
@@ -128,6 +129,7 @@ def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) 
         logger.info("frame %d already done: kept", index)
         return _record(run, index, key, skipped=True)
     ctx = context_for(run)
+    write_models_record(job.paths, models_record(ctx.perceptors, run.device))
     state = _restore_state(job, ctx, index, logger)
     progress = logging.getLogger(PROGRESS_LOGGER)
     metrics = metrics_for(run)  # None unless the scene says tensorboard: true

@@ -6,17 +6,18 @@ from pathlib import Path
 import torch
 from prefect import get_run_logger, task
 
-from pytti_engine.exports import depth_provider_for, export_depth_maps
+from pytti_engine.exports import depth_provider_for, export_depth_maps, export_flow_maps, flow_runtime
 from pytti_engine.video import VideoOutputs, assemble_outputs, assemble_video
 from tasks.records import RunRef
-from tasks.resident import job_for
+from tasks.resident import flows_dir, job_for
 
 
 @task(name="assemble-video", retries=1, retry_delay_seconds=2, persist_result=False)
 def assemble_video_task(run: RunRef, metadata: dict[str, str] | None = None) -> str:
     """Encode ``frames/000001.png … frames/N.png`` (an explicit list) into ``<stem>.mp4`` and extras.
 
-    With ``export: [depth]``, also writes ``depth/NNNNNN.png`` per frame and ``<stem>_depth.mp4``.
+    With ``export: [depth]``, also writes ``depth/NNNNNN.png`` per frame and ``<stem>_depth.mp4``; with
+    ``export: [flow]``, ``flow/NNNNNN.png`` (the motion field into each frame) and ``<stem>_flow.mp4``.
     The frames are only read: a failed encode leaves them, and any older video, as they were.
     ``metadata`` becomes container tags of the MP4 and WebM (the run manifest).
     """
@@ -25,14 +26,23 @@ def assemble_video_task(run: RunRef, metadata: dict[str, str] | None = None) -> 
     outputs = VideoOutputs.from_scene(job.scene)
     video = job.paths.video(run.video_stem)
     written = assemble_outputs(frames, video, outputs, metadata=metadata)
+    device = torch.device(run.device)
+    settings = replace(outputs.settings, interpolate_to=None)
     if "depth" in job.scene.export:
-        device = torch.device(run.device)
         depth = export_depth_maps(
             frames, job.paths.root / "depth", depth_provider_for(job.scene, device), device=device
         )
-        settings = replace(outputs.settings, interpolate_to=None)
         written.append(
             assemble_video(outputs.sequence(depth), video.with_name(f"{video.stem}_depth.mp4"), settings)
+        )
+    if "flow" in job.scene.export:
+        runtime = flow_runtime(job.scene, device, flow_dir=flows_dir(job.paths))
+        plan_frames = job.plan.frames[: len(frames)]
+        flow = export_flow_maps(
+            frames, job.paths.root / "flow", plan_frames, job.scene.animation, runtime, device=device
+        )
+        written.append(
+            assemble_video(outputs.sequence(flow), video.with_name(f"{video.stem}_flow.mp4"), settings)
         )
     logger = get_run_logger()
     for path in written:

@@ -168,11 +168,13 @@ def test_manifest_round_trip_through_the_video(
     assert [f["index"] for f in manifest["frames"]] == [1, 2]
     assert manifest["versions"]["torch"] != "-" and manifest["scene"]["seed"] == 3
     assert manifest["run"]["device"] == "cpu"
+    (perceptor,) = manifest["models"]["perceptors"]
+    assert perceptor["name"].startswith("local-dir:") and "sha256=" in perceptor["identity"]
     assert main(["info", summary.video]) == 0
     printed = capsys.readouterr().out
     embedded = json.loads(printed[printed.index("{") :])
     assert embedded["frame_count"] == 2 and embedded["last_key"] == manifest["frames"][-1]["key"]
-    assert embedded["scene"] == manifest["scene"]
+    assert embedded["scene"] == manifest["scene"] and embedded["models"] == manifest["models"]
 
 
 def test_out_of_memory_is_retried_and_recorded(
@@ -200,3 +202,27 @@ def test_out_of_memory_is_retried_and_recorded(
     assert state.is_failed()
     assert calls == [1, 2, 2, 3], "OOM is retried, other errors are not"
     assert json.loads((out / "records" / "000002.json").read_text())["attempts"] == 2
+
+
+def test_render_publishes_progress_frames_tables_curves_and_video_link(
+    write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    scene = write_scene(MOVING, name="art.yaml", frames=3)
+    state = render_scene(_params(scene, tmp_path / "run"), return_state=True)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert {"art-progress", "art-latest", "art-frames", "art-plan", "art-plan-curves", "art-video"} <= set(
+        by_key
+    )
+    assert by_key["art-progress"].data == 100.0
+    assert "data:image/png;base64," in str(by_key["art-latest"].data)
+    assert "data:image/png;base64," in str(by_key["art-plan-curves"].data)
+    assert str(by_key["art-video"].data).endswith("/run/art.mp4)")
+    assert (tmp_path / "run" / "contact-sheet.png").is_file()
