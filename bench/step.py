@@ -44,6 +44,14 @@ class Prompt:
     image: str | None = None
     mask: Any = None
 
+    def weight_at(self, step: int) -> float:
+        """The weight at a step (constant here)."""
+        return self.weight
+
+    def stop_at(self, step: int) -> float | None:
+        """The stop at a step (constant here)."""
+        return self.stop
+
 
 @dataclass(frozen=True)
 class Frame:

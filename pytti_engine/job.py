@@ -19,6 +19,7 @@ from pytti_engine.prompts import (
     DirectTarget,
     ImagePromptTarget,
     PromptTargets,
+    VideoMaskTarget,
     embed_image_prompt,
     embed_prompts,
 )
@@ -65,14 +66,15 @@ def image_prompt_sources(plan: Any) -> list[str]:
     return list(dict.fromkeys(p.image for f in plan.frames for p in f.prompts if p.image is not None))
 
 
-def image_mask_sources(plan: Any) -> list[tuple[str, bool]]:
-    """Every distinct ``(image mask source, inverted)`` of the plan, in first-use order."""
+def image_mask_sources(plan: Any, kind: str = "image") -> list[tuple[str, bool]]:
+    """Every distinct ``(mask source, inverted)`` of the plan's ``kind`` (image/video) masks, in first-use
+    order."""
     return list(
         dict.fromkeys(
             (p.mask.value, p.mask.inverted)
             for f in plan.frames
             for p in f.prompts
-            if p.mask is not None and p.mask.kind == "image"
+            if p.mask is not None and p.mask.kind == kind
         )
     )
 
@@ -89,7 +91,7 @@ def _check_local_picture(source: str, what: str, frame: int, prompt: str) -> Non
 def check_renderable(plan: Any) -> None:
     """Refuse, before any model loads, prompt features this engine does not render.
 
-    Semantic image prompts and image masks must be local files; video masks are not supported.
+    Semantic image prompts, image masks and video masks must be local files.
 
     Raises:
         PyttiError: naming the first frame and prompt that uses an unsupported feature.
@@ -101,22 +103,23 @@ def check_renderable(plan: Any) -> None:
             mask = prompt.mask
             if mask is None:
                 continue
-            if mask.kind == "video":
-                raise PyttiError(
-                    f"frame {frame.index}: prompt {prompt.text!r} has a video mask ({mask.value}); video "
-                    "masks are not supported yet: use an image mask _[mask.png]"
-                )
-            if mask.kind == "image":
-                _check_local_picture(mask.value, "image mask", frame.index, prompt.text)
+            if mask.kind in ("image", "video"):
+                _check_local_picture(mask.value, f"{mask.kind} mask", frame.index, prompt.text)
 
 
 def build_targets(
-    perceptors: tuple[Perceptor, ...], plan: Any, settings: RenderSettings, device: torch.device
+    perceptors: tuple[Perceptor, ...],
+    plan: Any,
+    settings: RenderSettings,
+    device: torch.device,
+    frame_stride: int = 1,
 ) -> PromptTargets:
     """Embed and load everything the prompts compare against, once per scene.
 
     Image prompts are embedded from ``cutouts`` cutouts per perceptor drawn from a generator seeded by
-    (seed, source), at the render's size. Image masks are loaded in grey at the image size.
+    (seed, source), at the render's size. Image masks are loaded in grey at the image size. Video masks
+    are decoded once at the plan's fps and the image size; output frame ``k`` uses video frame
+    ``min((k - 1) * frame_stride, N - 1)`` (``frame_stride``: the video source's, else 1).
     """
     size = (settings.width, settings.height)
     text = embed_prompts(perceptors, prompt_texts(plan))
@@ -132,6 +135,13 @@ def build_targets(
     for source, inverted in image_mask_sources(plan):
         grey = load_image(Path(source), size, device=device).mean(dim=1)[0]  # (H, W)
         masks[(source, inverted)] = 1 - grey if inverted else grey
+    videos, decoded = {}, {}
+    for source, inverted in image_mask_sources(plan, "video"):
+        from pytti_engine.video_source import decode_source
+
+        if source not in decoded:  # (N, H, W, 3) uint8, shared by the mask and its inverse
+            decoded[source] = torch.from_numpy(decode_source(Path(source), float(plan.fps), size)).to(device)
+        videos[(source, inverted)] = VideoMaskTarget(decoded[source], inverted, frame_stride)
     direct = tuple(
         DirectTarget(hsv_target(load_image(path, size, device=device)), weight, stop)
         for path, weight, stop in settings.direct_image_prompts
@@ -147,6 +157,7 @@ def build_targets(
         embeds=text.embeds,
         images=images,
         masks=masks,
+        video_masks=videos,
         direct=direct,
         init_direct=init_direct,
         init_image=init_image,
@@ -179,7 +190,12 @@ def build_context(
         settings=settings,
         perceptors=perceptors,
         perceptor_weights=tuple(float(p.weight) for p in scene.perceptors),
-        targets=build_targets(perceptors, plan, settings, device),
+        targets=build_targets(perceptors, plan, settings, device, _mask_stride(scene)),
         device=device,
         motion=MotionRuntime.from_scene(scene, device, flow_dir=flow_dir),
     )
+
+
+def _mask_stride(scene: Any) -> int:
+    """Video frames per output frame for video masks: the video source's ``frame_stride``, else 1."""
+    return int(scene.frame_stride) if scene.animation == "video" else 1

@@ -4,7 +4,8 @@
 - semantic image prompts ``[image.png]``: the picture's cutouts embedded once per perceptor, with
   where those cutouts lay, so each step can pair them with the current cutouts (PyTTI's
   ``LocationAwareMCIP``: Hungarian matching of cutout centres, distances offset by 0.7);
-- image masks at the image size;
+- image masks at the image size, and video masks (``_[mask.mp4]``) decoded once at the scene's fps and
+  the image size, one mask frame per output frame;
 - direct image targets (HSV) for ``direct_image_prompts`` and ``direct_init_weight``.
 """
 
@@ -55,6 +56,36 @@ class DirectTarget:
 
 
 @dataclass(frozen=True)
+class VideoMaskTarget:
+    """A video mask (``_[mask.mp4]``), decoded once per scene.
+
+    Output frame ``k`` (1-based) uses video frame ``min((k - 1) * frame_stride, N - 1)``, the mapping of
+    the video source (:func:`pytti_engine.video_source.source_index`); each frame is used exactly like an
+    image mask (grey = the mean of R, G, B).
+
+    Attributes:
+        frames: :math:`(N, H, W, 3)` uint8 frames at the scene's fps and the image size.
+        inverted: use ``1 - mask`` (``_[-mask.mp4]``).
+        frame_stride: video frames per output frame.
+    """
+
+    frames: Tensor
+    inverted: bool = False
+    frame_stride: int = 1
+
+    def index(self, frame: int) -> int:
+        """The video frame (0-based) of output ``frame`` (1-based), clamped to the last."""
+        if frame < 1:
+            raise ValueError(f"frames are numbered from 1, got {frame}")
+        return min((frame - 1) * self.frame_stride, self.frames.shape[0] - 1)
+
+    def at(self, frame: int) -> Tensor:
+        """:math:`(H, W)` the mask of output ``frame`` in [0, 1] (inverted when asked)."""
+        grey = self.frames[self.index(frame)].float().div(255.0).mean(dim=-1)
+        return 1 - grey if self.inverted else grey
+
+
+@dataclass(frozen=True)
 class PromptTargets:
     """Everything prompts compare against, for one render.
 
@@ -63,6 +94,7 @@ class PromptTargets:
         embeds: per perceptor, a (len(texts), D) tensor of L2-normalized text embeddings.
         images: semantic image prompts by source (the plan's ``PromptValue.image``).
         masks: image masks by ``(source, inverted)``, each :math:`(H, W)` in [0, 1].
+        video_masks: video masks by ``(source, inverted)``.
         direct: direct image prompts (every frame).
         init_direct: the ``direct_init_weight`` target, or ``None``.
         init_image: the ``semantic_init_weight`` image prompt, or ``None``.
@@ -72,6 +104,7 @@ class PromptTargets:
     embeds: tuple[Tensor, ...]
     images: Mapping[str, ImagePromptTarget] = field(default_factory=dict)
     masks: Mapping[tuple[str, bool], Tensor] = field(default_factory=dict)
+    video_masks: Mapping[tuple[str, bool], VideoMaskTarget] = field(default_factory=dict)
     direct: tuple[DirectTarget, ...] = ()
     init_direct: DirectTarget | None = None
     init_image: ImagePromptTarget | None = None
@@ -79,6 +112,19 @@ class PromptTargets:
     def lookup(self, perceptor_index: int, text: str) -> Tensor:
         """(D,) embedding of ``text`` for one perceptor."""
         return self.embeds[perceptor_index][self.texts.index(text)]
+
+    def mask_for(self, kind: str, source: str, inverted: bool, frame: int) -> Tensor:
+        """:math:`(H, W)` the picture of an image or video mask for output ``frame`` (1-based).
+
+        Args:
+            kind: ``image`` or ``video``.
+            source: the mask file (the plan's ``MaskValue.value``).
+            inverted: ``_[-mask]``.
+            frame: the output frame (selects a video mask's frame).
+        """
+        if kind == "video":
+            return self.video_masks[(source, inverted)].at(frame)
+        return self.masks[(source, inverted)]
 
 
 def embed_prompts(perceptors: Sequence[Perceptor], texts: Iterable[str]) -> PromptTargets:

@@ -5,8 +5,9 @@
 1. start from the previous frame's state (or make the initial image for frame 1);
 2. optionally reset Adam (``reset_lr_each_frame``), then warp the image (and the optimizer's
    per-pixel moments) by this frame's camera motion;
-3. run ``steps_per_frame`` optimizer steps against the frame's prompts, with randomness drawn from
-   a generator seeded by (seed, frame) so a resumed render repeats itself exactly;
+3. run ``steps_per_frame`` optimizer steps against the frame's prompts (each step with the prompts'
+   weights and stops at its own time, ``PromptLike.weight_at(step)``), with randomness drawn from a
+   generator seeded by (seed, frame) so a resumed render repeats itself exactly;
 4. return the new state, the output image (the EMA when enabled) and the last loss.
 
 One step (:func:`optimize_step`): decode the image model once; for each of
@@ -77,6 +78,13 @@ class PromptLike(Protocol):
     def image(self) -> str | None: ...
     @property
     def mask(self) -> MaskLike | None: ...
+    def weight_at(self, step: int) -> float:
+        """The weight at optimizer step ``step`` (1-based) of the frame."""
+        ...
+
+    def stop_at(self, step: int) -> float | None:
+        """The stop at optimizer step ``step`` (1-based) of the frame."""
+        ...
 
 
 class FrameLike(Protocol):
@@ -283,24 +291,33 @@ def _autocast(ctx: RenderContext) -> contextlib.AbstractContextManager[Any]:
 
 
 def _prompt_term(
-    prompt: PromptLike, weight: float, embeds: Tensor, cuts: Cutouts, index: int, targets: PromptTargets
+    prompt: PromptLike,
+    weight: float,
+    stop: float | None,
+    embeds: Tensor,
+    cuts: Cutouts,
+    index: int,
+    targets: PromptTargets,
+    frame: int,
 ) -> Tensor:
-    """One prompt's loss on one perceptor's cutouts (mask and image prompt included)."""
+    """One prompt's loss on one perceptor's cutouts (mask and image prompt included).
+
+    ``weight`` and ``stop`` are the step's values; ``frame`` (1-based) picks a video mask's frame.
+    """
     mask, mask_stop, w = prompt.mask, None, torch.as_tensor(weight)
     if mask is not None:
         if mask.kind == "position":
             mask_stop = position_mask_stop(mask.value, cuts.offsets, cuts.sizes, mask.cutoff)
         elif mask.kind == "text":
             mask_stop = text_mask_stop(embeds, targets.lookup(index, mask.value), mask.cutoff)
-        elif mask.kind == "image":
-            w = weight * image_mask_weights(
-                targets.masks[(mask.value, mask.inverted)], cuts.offsets, cuts.sizes
-            )
+        elif mask.kind in ("image", "video"):
+            picture = targets.mask_for(mask.kind, mask.value, mask.inverted, frame)
+            w = weight * image_mask_weights(picture, cuts.offsets, cuts.sizes)
         else:
             raise PyttiError(f"prompt {prompt.text!r}: {mask.kind} masks are not supported by this engine")
     if prompt.image is not None:
-        return image_prompt_loss(targets.images[prompt.image], index, embeds, cuts, w, prompt.stop, mask_stop)
-    return prompt_loss(embeds, targets.lookup(index, prompt.text), w, prompt.stop, mask_stop)
+        return image_prompt_loss(targets.images[prompt.image], index, embeds, cuts, w, stop, mask_stop)
+    return prompt_loss(embeds, targets.lookup(index, prompt.text), w, stop, mask_stop)
 
 
 def image_prompt_loss(
@@ -332,16 +349,20 @@ def image_prompt_loss(
     return gated_loss(distance, weight, stop, mask_stop)
 
 
-def perceptor_loss(image: Tensor, frame: FrameLike, ctx: RenderContext, gen: torch.Generator) -> Tensor:
+def perceptor_loss(
+    image: Tensor, frame: FrameLike, ctx: RenderContext, gen: torch.Generator, step: int = 1
+) -> Tensor:
     """Prompt loss of one micro-batch: every perceptor, its own cutouts, every prompt of the frame.
 
-    Perceptor losses are combined by their relative weights (normalized to sum 1).
+    Perceptor losses are combined by their relative weights (normalized to sum 1). Prompt weights and
+    stops are the plan's values at ``step`` (they move within a frame when they read ``t``).
 
     Args:
         image: (1, 3, H, W) the decoded image.
         frame: this frame of the plan.
         ctx: the render context.
         gen: the step generator.
+        step: the optimizer step within the frame (1-based).
 
     Returns:
         Scalar loss.
@@ -355,7 +376,8 @@ def perceptor_loss(image: Tensor, frame: FrameLike, ctx: RenderContext, gen: tor
         and ctx.settings.init_losses_active(frame.index)
         else None
     )
-    active = [p for p in frame.prompts if p.weight != 0]
+    weighted = ((p, p.weight_at(step), p.stop_at(step)) for p in frame.prompts)
+    active = [(p, w, s) for p, w, s in weighted if w != 0]
     stabilizer = ctx.motion.stabilizer if ctx.motion is not None else None
     semantic_stab = stabilizer is not None and stabilizer.wants_semantic(frame.index)
     if not active and semantic_init is None and not semantic_stab:
@@ -366,8 +388,9 @@ def perceptor_loss(image: Tensor, frame: FrameLike, ctx: RenderContext, gen: tor
             embeds = perceptor.encode_image(cuts.images)
         embeds = embeds.float()
         share = ctx.perceptor_weights[i] / norm
-        for prompt in active:
-            total = total + share * _prompt_term(prompt, prompt.weight, embeds, cuts, i, ctx.targets)
+        for prompt, weight, stop in active:
+            term = _prompt_term(prompt, weight, stop, embeds, cuts, i, ctx.targets, frame.index)
+            total = total + share * term
         if semantic_init is not None:
             weight = ctx.settings.semantic_init_weight
             total = total + share * image_prompt_loss(semantic_init, i, embeds, cuts, weight, None)
@@ -423,15 +446,19 @@ def image_loss(image: Tensor, model: ImageParam, frame: FrameLike, ctx: RenderCo
     return total
 
 
-def optimize_step(state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator) -> float:
+def optimize_step(
+    state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator, step: int = 1
+) -> float:
     """One optimizer step in place (see the module docstring); returns the step's total loss.
+
+    ``step`` (1-based, within the frame) selects the prompts' per-step weights and stops.
 
     Raises:
         PyttiError: the loss is not finite.
         OutOfMemoryError: the device ran out of memory.
     """
     try:
-        return _optimize_step(state, frame, ctx, gen)
+        return _optimize_step(state, frame, ctx, gen, step)
     except torch.OutOfMemoryError as e:
         raise OutOfMemoryError(_oom_message(ctx, e)) from e
     except RuntimeError as e:
@@ -452,17 +479,19 @@ def _oom_message(ctx: RenderContext, error: BaseException) -> str:
     )
 
 
-def _optimize_step(state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator) -> float:
+def _optimize_step(
+    state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator, step: int
+) -> float:
     image = state.image
     state.optimizer.zero_grad(set_to_none=True)
     decoded = image.decode()
     # The micro-batches' gradients accumulate on a detached copy, so the image model is decoded and
     # back-propagated once per step whatever gradient_accumulation_steps is.
     leaf = decoded.detach().requires_grad_(True)
-    steps = ctx.settings.gradient_accumulation_steps
+    micro = ctx.settings.gradient_accumulation_steps
     value = decoded.new_zeros(())
-    for _ in range(steps):
-        loss = perceptor_loss(leaf, frame, ctx, gen) / steps
+    for _ in range(micro):
+        loss = perceptor_loss(leaf, frame, ctx, gen, step) / micro
         if loss.requires_grad:
             loss.backward()
         value = value + loss.detach()
@@ -496,7 +525,7 @@ def optimize_frame(
     gen = make_generator(ctx.settings.seed, frame.index, "steps")
     loss_value = float("nan")
     for k in range(1, steps + 1):
-        loss_value = optimize_step(state, frame, ctx, gen)
+        loss_value = optimize_step(state, frame, ctx, gen, k)
         if on_step is not None:
             on_step(StepEvent(frame=frame.index, step=k, steps=steps, loss=loss_value))
     return loss_value

@@ -9,7 +9,17 @@ The same plan feeds the renderer, ``pytti plan`` and ``pytti validate``. Convent
   k-th frame (k = 0 .. T-1) the current prompts' weights are multiplied by ``tau = (k + 1) / (T + 1)`` and
   the previous scene's prompts (evaluated at the same frame) by ``1 - tau``, so both are present in every
   transition frame and the blend is symmetric;
-* with ``animation: off`` the motion values are the identity (0, 0, 0, 1) whatever the motion keys say.
+* with ``animation: off`` the motion values are the identity (0, 0, 0, 1) whatever the motion keys say;
+* prompt weights and stops are re-evaluated at every optimizer step, as in PyTTI: step ``s`` (1-based) of
+  a frame sees ``t = frame / fps + (s - 1) / (steps_per_frame * fps)`` (and ``scene_t`` moved by the
+  same amount; ``frame``, ``scene_frame`` and the audio bands stay the frame's), so step 1 has the
+  frame's own time. A prompt whose weight or stop reads ``t`` or ``scene_t`` carries a
+  :class:`StepSchedule` (``PromptValue.weight_at(step)`` / ``stop_at(step)`` evaluate it; ``to_dict``
+  lists the moving expressions and the blend factor, so they enter the frame keys); any other prompt is
+  constant within the frame and its ``to_dict`` is unchanged. A transition's ``tau`` is the frame's,
+  applied to every step's weight. The plan evaluates a moving value at the first and the last step of
+  every frame (so ``pytti validate`` reports a value that fails as time runs on); the steps in between
+  are evaluated when the renderer reaches them.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytti_engine.errors import PyttiError, SceneError, SceneErrors
-from pytti_engine.scene.expr import Expr, ExprEvalError
+from pytti_engine.scene.expr import Expr, ExprEvalError, Interpolation
 from pytti_engine.scene.prompt_dsl import ImageMask, Mask, PositionMask, PromptSpec, TextMask, VideoMask
 from pytti_engine.scene.schema import Scene
 
@@ -28,6 +38,8 @@ if TYPE_CHECKING:
 
 MaskKind = Literal["position", "text", "image", "video"]
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom")
+STEP_NAMES = frozenset({"t", "scene_t"})
+"""The expression variables that move within a frame (every optimizer step)."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +65,74 @@ class MaskValue:
 
 
 @dataclass(frozen=True)
+class StepSchedule:
+    """How a prompt's weight and stop move within one frame (re-evaluated at every optimizer step).
+
+    Step ``s`` (1-based) of ``steps`` sees the frame's inputs with ``t`` and ``scene_t`` advanced by
+    ``(s - 1) / (steps * fps)``.
+
+    Attributes:
+        weight: the weight's expression when it moves within the frame, else ``None``.
+        stop: the stop's expression when it moves within the frame, else ``None``.
+        scale: the transition blend factor the weight is multiplied by (1 outside transitions).
+        env: the frame's expression inputs (``t``, ``frame``, ``scene_t``, ``scene_frame``, ``fps``, bands).
+        steps: ``steps_per_frame``.
+        interpolation: the scene's ``keyframe_interpolation``.
+    """
+
+    weight: Expr | None
+    stop: Expr | None
+    scale: float
+    env: tuple[tuple[str, float], ...]
+    steps: int
+    interpolation: Interpolation = "linear"
+
+    def env_at(self, step: int) -> dict[str, float]:
+        """The expression inputs of step ``step`` (1-based)."""
+        if not 1 <= step <= self.steps:
+            raise ValueError(f"step {step} is outside the frame's steps 1..{self.steps}")
+        env = dict(self.env)
+        offset = (step - 1) / (self.steps * env["fps"])
+        env["t"] += offset
+        env["scene_t"] += offset
+        return env
+
+    def evaluate(self, expr: Expr, step: int, what: str) -> float:
+        """``expr`` at step ``step``.
+
+        Raises:
+            SceneError: the expression fails at that step (division by zero, domain error, ...), located at
+                the expression and naming the frame, the step and ``t``.
+        """
+        env = self.env_at(step)
+        try:
+            return expr.evaluate(env, self.interpolation)
+        except ExprEvalError as e:
+            raise _eval_error(expr, "<scene>", what, e, env, step) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The moving expressions and the blend factor (what the frame keys need beyond the frame's values)."""
+        out: dict[str, Any] = {"scale": self.scale}
+        if self.weight is not None:
+            out["weight"] = self.weight.source.strip()
+        if self.stop is not None:
+            out["stop"] = self.stop.source.strip()
+        return out
+
+
+@dataclass(frozen=True)
 class PromptValue:
     """A prompt with its weight and stop resolved for one frame (transition blending included).
 
     Attributes:
         text: the prompt text (for an image prompt, the bracketed source as written).
-        weight: the weight for this frame; negative pushes away, 0 contributes nothing.
-        stop: the stop for this frame, or ``None``.
+        weight: the weight at the frame's time (its first step); negative pushes away, 0 contributes
+            nothing.
+        stop: the stop at the frame's time, or ``None``.
         image: for a semantic image prompt, the absolute path or URL of the image.
         mask: the mask, or ``None`` for all cutouts.
+        per_step: when the weight or the stop moves within the frame (reads ``t`` or ``scene_t``), how;
+            else ``None``. Step 1's values are ``weight`` and ``stop``.
     """
 
     text: str
@@ -69,16 +140,42 @@ class PromptValue:
     stop: float | None
     image: str | None = None
     mask: MaskValue | None = None
+    per_step: StepSchedule | None = None
+
+    def weight_at(self, step: int) -> float:
+        """The weight at optimizer step ``step`` (1-based) of the frame (transition blend included).
+
+        Raises:
+            SceneError: the weight's expression fails at that step.
+        """
+        schedule = self.per_step
+        if schedule is None or schedule.weight is None:
+            return self.weight
+        return schedule.evaluate(schedule.weight, step, "prompt weight") * schedule.scale
+
+    def stop_at(self, step: int) -> float | None:
+        """The stop at optimizer step ``step`` (1-based) of the frame, or ``None``.
+
+        Raises:
+            SceneError: the stop's expression fails at that step.
+        """
+        schedule = self.per_step
+        if schedule is None or schedule.stop is None:
+            return self.stop
+        return schedule.evaluate(schedule.stop, step, "prompt stop")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
+        """A JSON-ready dict (``per_step`` only for a prompt whose values move within the frame)."""
+        out: dict[str, Any] = {
             "text": self.text,
             "weight": self.weight,
             "stop": self.stop,
             "image": self.image,
             "mask": None if self.mask is None else self.mask.to_dict(),
         }
+        if self.per_step is not None:
+            out["per_step"] = self.per_step.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -158,7 +255,7 @@ class _Evaluator:
         self.name = name
         self.failed: dict[int, SceneError] = {}
 
-    def __call__(self, expr: Expr, env: dict[str, float], what: str) -> float:
+    def __call__(self, expr: Expr, env: dict[str, float], what: str, step: int | None = None) -> float:
         if expr.is_constant:
             return expr.value
         if id(expr) in self.failed:
@@ -166,14 +263,18 @@ class _Evaluator:
         try:
             return expr.evaluate(env, self.interpolation)
         except ExprEvalError as e:
-            ref = expr.ref
-            frame = int(env["frame"]) + 1
-            message = f"{what}: {e} at frame {frame} (t={env['t']:g}s) in {expr.source.strip()!r}"
-            error = SceneError(
-                ref.path if ref else self.name, ref.line if ref else None, ref.col if ref else None, message
-            )
-            self.failed[id(expr)] = error
+            self.failed[id(expr)] = _eval_error(expr, self.name, what, e, env, step)
             return 0.0
+
+
+def _eval_error(
+    expr: Expr, name: str, what: str, error: ExprEvalError, env: dict[str, float], step: int | None
+) -> SceneError:
+    """The located error of an expression that failed at a frame (and optimizer step)."""
+    ref = expr.ref
+    where = f"frame {int(env['frame']) + 1}" + ("" if step is None else f", step {step}")
+    message = f"{what}: {error} at {where} (t={env['t']:g}s) in {expr.source.strip()!r}"
+    return SceneError(ref.path if ref else name, ref.line if ref else None, ref.col if ref else None, message)
 
 
 def build_plan(scene: Scene, *, name: str = "<scene>", bands: AudioBands | None = None) -> Plan:
@@ -195,6 +296,7 @@ def build_plan(scene: Scene, *, name: str = "<scene>", bands: AudioBands | None 
     evaluate = _Evaluator(scene, name)
     counts = scene.stage_frame_counts()
     fps = float(scene.fps)
+    steps = int(scene.steps_per_frame)
     frames: list[FramePlan] = []
     audio = bands if bands is not None else _scene_bands(scene, name)
     for scene_index, (stage, count) in enumerate(zip(scene.scenes, counts, strict=True)):
@@ -211,7 +313,8 @@ def build_plan(scene: Scene, *, name: str = "<scene>", bands: AudioBands | None 
             band_env = audio.at(frame) if audio is not None else {}
             env.update(band_env)
             tau = (k + 1) / (stage.transition_frames + 1) if k < stage.transition_frames else 1.0
-            prompts = _blend(stage.prompts, previous, env, tau, evaluate)
+            timing = _StepTiming(env, steps, evaluate.interpolation)
+            prompts = _blend(stage.prompts, previous, timing, tau, evaluate)
             motion = _motion(scene, env, evaluate)
             camera = _camera(scene, env, evaluate)
             band_values = tuple((n, band_env[n]) for n in audio.names) if audio is not None else ()
@@ -236,38 +339,73 @@ def _scene_bands(scene: Scene, name: str) -> AudioBands | None:
         raise SceneError(name, None, None, f"input_audio: {e}") from None
 
 
+class _StepTiming:
+    """A frame's expression inputs and what its prompts need to move within the frame."""
+
+    def __init__(self, env: dict[str, float], steps: int, interpolation: Interpolation) -> None:
+        self.env = env
+        self.steps = steps
+        self.interpolation = interpolation
+        self._frozen: tuple[tuple[str, float], ...] | None = None
+        self._last: dict[str, float] | None = None
+
+    def moves(self, expr: Expr | None) -> bool:
+        """Whether ``expr`` moves within the frame (so it is re-evaluated at every step)."""
+        return expr is not None and self.steps > 1 and not expr.is_constant and bool(expr.names & STEP_NAMES)
+
+    def last_env(self) -> dict[str, float]:
+        """The inputs of the frame's last step."""
+        if self._last is None:
+            self._last = self.schedule(None, None, 1.0).env_at(self.steps)
+        return self._last
+
+    def schedule(self, weight: Expr | None, stop: Expr | None, scale: float) -> StepSchedule:
+        """A :class:`StepSchedule` over this frame (the frame's inputs shared by all its prompts)."""
+        if self._frozen is None:
+            self._frozen = tuple(self.env.items())
+        return StepSchedule(weight, stop, scale, self._frozen, self.steps, self.interpolation)
+
+
 def _blend(
     current: tuple[PromptSpec, ...],
     previous: tuple[PromptSpec, ...],
-    env: dict[str, float],
+    timing: _StepTiming,
     tau: float,
     evaluate: _Evaluator,
 ) -> tuple[PromptValue, ...]:
-    """Current prompts scaled by ``tau`` and the previous scene's by ``1 - tau``.
+    """Current prompts scaled by ``tau`` and the previous scene's by ``1 - tau`` (at every step).
 
     A prompt present in both scenes (e.g. from ``scene_prefix``) is not blended: it keeps its weight.
     """
     if tau >= 1.0:
-        return _prompts(current, env, 1.0, evaluate)
+        return _prompts(current, timing, 1.0, evaluate)
     shared = set(current) & set(previous)
-    values = [_prompts((spec,), env, 1.0 if spec in shared else tau, evaluate)[0] for spec in current]
-    values += _prompts(tuple(p for p in previous if p not in shared), env, 1.0 - tau, evaluate)
+    values = [_prompts((spec,), timing, 1.0 if spec in shared else tau, evaluate)[0] for spec in current]
+    values += _prompts(tuple(p for p in previous if p not in shared), timing, 1.0 - tau, evaluate)
     return tuple(values)
 
 
 def _prompts(
-    specs: tuple[PromptSpec, ...], env: dict[str, float], scale: float, evaluate: _Evaluator
+    specs: tuple[PromptSpec, ...], timing: _StepTiming, scale: float, evaluate: _Evaluator
 ) -> tuple[PromptValue, ...]:
-    return tuple(
-        PromptValue(
-            text=spec.text,
-            weight=evaluate(spec.weight, env, "prompt weight") * scale,
-            stop=None if spec.stop is None else evaluate(spec.stop, env, "prompt stop"),
-            image=spec.image,
-            mask=None if spec.mask is None else _mask(spec.mask, env, evaluate),
-        )
-        for spec in specs
-    )
+    env = timing.env
+    out = []
+    for spec in specs:
+        weight = evaluate(spec.weight, env, "prompt weight") * scale
+        stop = None if spec.stop is None else evaluate(spec.stop, env, "prompt stop")
+        per_step = None
+        moving_weight = spec.weight if timing.moves(spec.weight) else None
+        moving_stop = spec.stop if timing.moves(spec.stop) else None
+        if moving_weight is not None or moving_stop is not None:
+            per_step = timing.schedule(moving_weight, moving_stop, scale)
+            last = timing.last_env()  # step 1 is the frame's time; check the last step too
+            if moving_weight is not None:
+                evaluate(moving_weight, last, "prompt weight", timing.steps)
+            if moving_stop is not None:
+                evaluate(moving_stop, last, "prompt stop", timing.steps)
+        mask = None if spec.mask is None else _mask(spec.mask, env, evaluate)
+        out.append(PromptValue(spec.text, weight, stop, spec.image, mask, per_step))
+    return tuple(out)
 
 
 def _mask(mask: Mask, env: dict[str, float], evaluate: _Evaluator) -> MaskValue:

@@ -154,7 +154,8 @@ def parse_prompts(
         text: the prompt string (``"a:2 | b:-1:-.9"``); a :class:`SourceText` keeps file positions.
         names: variable names that weight/stop/cutoff expressions may use.
         base_dir: folder against which relative image/mask paths resolve (default: the current folder).
-        check_files: raise when a local image or mask file does not exist.
+        check_files: raise when a local image or mask file does not exist, or a local video mask is not a
+            readable video.
 
     Returns:
         The prompts, in order; at least one.
@@ -339,8 +340,10 @@ class _Parser:
             if not source:
                 raise PromptError("empty mask path in '[]'", start)
             path = self.resolve(source, start + 1)
-            kind = VideoMask if Path(source).suffix.lower() in VIDEO_SUFFIXES else ImageMask
-            return kind(path, inverted)
+            if Path(source).suffix.lower() in VIDEO_SUFFIXES:
+                self.check_video(path, source, start + 1)
+                return VideoMask(path, inverted)
+            return ImageMask(path, inverted)
         return TextMask(_unescape(raw), cutoff)
 
     def expr(self, start: int, end: int, what: str) -> Expr:
@@ -351,6 +354,21 @@ class _Parser:
             return compile_value(raw, names=self.names, ref=locate(self.text, start), offset=start)
         except ExprError as e:
             raise PromptError(f"{what}: {e.message}", start + e.offset) from None
+
+    def check_video(self, path: str, source: str, offset: int) -> None:
+        """With ``check_files``, a local video mask must be a readable video (probed with ffmpeg)."""
+        if not self.check_files or path.startswith(("http://", "https://")):
+            return
+        from pytti_engine.errors import PyttiError
+        from pytti_engine.video import probe_video
+
+        try:
+            probe_video(Path(path))
+        except PyttiError as e:
+            reason = (str(e).strip().splitlines() or ["ffmpeg cannot read it"])[-1]  # ffmpeg's last word
+            raise PromptError(
+                f"video mask {source} is not a readable video ({path}): {reason}", offset
+            ) from None
 
     def resolve(self, source: str, offset: int) -> str:
         if source.startswith(("http://", "https://")):

@@ -61,7 +61,11 @@ def test_prompt_weights_and_stops_are_evaluated_per_frame() -> None:
         """
     )
     assert [(p.weight, p.stop) for p in plan.frames[2].prompts] == [(2.0, -1.0), (-2.0, None)]
-    assert plan.frames[0].prompts == (PromptValue("sky", 1.0, -0.0), PromptValue("sea", -0.0, None))
+    sky, sea = plan.frames[0].prompts
+    assert sea == PromptValue("sea", -0.0, None)  # constant within a frame: no per-step values
+    assert (sky.text, sky.weight, sky.stop) == ("sky", 1.0, -0.0)
+    assert sky.per_step is not None and sky.per_step.weight is not None  # 1 + t moves every step (50/frame)
+    assert sky.per_step.stop is None and sky.weight_at(1) == 1.0 and sky.weight_at(50) == 1.49
 
 
 def test_scene_local_time_restarts_per_scene() -> None:
@@ -175,7 +179,8 @@ scenes:
     assert messages == [
         "<scene>:3:15: translate_x: division by zero at frame 3 (t=2s) in '1 / (t - 2)'",
         "<scene>:4:8: zoom: must be > 0 (a scale factor per frame), got 0 at frame 2",
-        "<scene>:6:17: prompt weight: math error (math domain error) at frame 5 (t=4s) in 'sqrt(3 - t)'",
+        "<scene>:6:17: prompt weight: math error (math domain error) at frame 4, step 50 (t=3.98s) in "
+        "'sqrt(3 - t)'",  # weights move every step (50 per frame); the plan checks each frame's last step
         "<scene>:6:33: prompt weight: math error (math domain error) at frame 1 (t=0s) in 'log(t)'",
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pytti_engine.scene import (
     Expr,
@@ -17,6 +18,7 @@ from pytti_engine.scene import (
     compile_value,
     parse_prompts,
 )
+from pytti_engine.video import EncodeSettings, assemble_video
 
 NAMES = frozenset({"t", "frame", "scene_t", "fLo", "fLo_prev"})
 
@@ -81,8 +83,10 @@ def test_prompt_ast(source: str, expected: list[PromptSpec]) -> None:
 
 
 def test_local_paths_resolve_against_base_dir(tmp_path: Path) -> None:
-    for name in ("a.png", "m.png", "m.mp4"):
+    for name in ("a.png", "m.png"):
         (tmp_path / name).write_bytes(b"x")
+    Image.new("RGB", (8, 8)).save(tmp_path / "f.png")  # a video mask must be a readable video
+    assemble_video([tmp_path / "f.png"], tmp_path / "m.mp4", EncodeSettings(fps=12, preset="ultrafast"))
     specs = parse_prompts("[a.png]:2 | b:1_[-m.png] | c:1_[m.mp4]", base_dir=tmp_path)
     assert specs[0].image == str(tmp_path / "a.png") and specs[0].text == "[a.png]"
     assert specs[1].mask == ImageMask(str(tmp_path / "m.png"), inverted=True)
