@@ -31,7 +31,8 @@ from pytti_engine.stabilization import Stabilizer
 from pytti_engine.state import RenderState, optimizer_state_tensors
 from pytti_engine.types import PaddingMode, SamplingMode
 from pytti_engine.warps import Motion2D, sample_pixels, warp_2d
-from pytti_engine.warps.warp3d import Motion3D, reprojection_grid
+from pytti_engine.warps.affine import affine_displacement
+from pytti_engine.warps.warp3d import Motion3D, grid_displacement, reprojection_grid
 
 Warp = Callable[[Tensor], Tensor]
 
@@ -275,6 +276,56 @@ def grid_3d(image: Tensor, motion: Motion3D, runtime: MotionRuntime) -> Tensor:
     moved = (depth - motion.translate_z).clamp_min(floor)
     camera = runtime.camera
     return reprojection_grid(moved, motion, camera.field_of_view, lock_camera=camera.lock_camera)
+
+
+@torch.no_grad()
+def motion_flow(
+    previous: Tensor, frame: MotionFrame, animation: str, runtime: MotionRuntime | None = None
+) -> Tensor:
+    """The motion field :func:`apply_motion` carries the previous frame by into ``frame`` (for export).
+
+    Convention:
+        - pixels, channel 0 = x (right), channel 1 = y (down on screen);
+        - the field lives on the **new** frame's pixels: ``d(p) = p - s(p)``, where ``s(p)`` is where the
+          warp samples pixel ``p`` from in the previous frame (the negated backward flow), so content
+          that moved 2 px right reads ``(2, 0)``;
+        - ``off``: zero; ``2d``: :func:`~pytti_engine.warps.affine.affine_displacement` of the frame's
+          :class:`Motion2D` (the warp's own matrix); ``3d``: the reprojection of :func:`grid_3d` through
+          the depth of ``previous`` (zero where the source fell behind the camera); ``video``: the
+          source-video backward flow into ``frame`` (``runtime.video.flow``), negated.
+
+    Args:
+        previous: :math:`(1, 3, H, W)` the previous frame in [0, 1] (read for its depth in ``3d``, and its
+            size).
+        frame: the frame being entered (its plan values, ``index > 1``).
+        animation: ``off`` | ``2d`` | ``3d`` | ``video``.
+        runtime: depth (``3d``) or source video (``video``) resources.
+
+    Returns:
+        :math:`(1, 2, H, W)` float32 displacement in pixels.
+
+    Raises:
+        PyttiError: ``3d``/``video`` without the runtime they need, or an unknown mode.
+    """
+    height, width = int(previous.shape[-2]), int(previous.shape[-1])
+    device = previous.device
+    if animation == "off":
+        return torch.zeros(1, 2, height, width, device=device)
+    if animation == "2d":
+        return affine_displacement(frame_motion(frame), height, width, device=device)
+    if animation == "3d":
+        motion3 = frame_motion_3d(frame)
+        if motion3.is_identity():
+            return torch.zeros(1, 2, height, width, device=device)
+        if runtime is None:
+            raise PyttiError("animation: 3d needs a MotionRuntime (depth model)")
+        return grid_displacement(grid_3d(previous, motion3, runtime)).float()
+    if animation == "video":
+        if runtime is None or runtime.video is None:
+            raise PyttiError("animation: video needs a MotionRuntime with the source video")
+        backward: Tensor = runtime.video.flow(frame.index).backward
+        return -backward.to(device=device, dtype=torch.float32)
+    raise PyttiError(f"unknown animation mode '{animation}'")
 
 
 def apply_motion(

@@ -642,7 +642,8 @@ class Scene(_Model):
     )
     export: tuple[ExportKind, ...] = Field(
         (),
-        description="extra per-frame outputs: depth (PNGs in <run>/depth + <stem>_depth.mp4); flow not yet",
+        description="extra per-frame outputs: depth (PNGs in <run>/depth + <stem>_depth.mp4), "
+        "flow (motion fields in <run>/flow + <stem>_flow.mp4)",
     )
     output: OutputSettings = Field(OutputSettings(), description="video encoding")
 
@@ -684,8 +685,6 @@ class Scene(_Model):
                 f"interpolate_to ({self.output.interpolate_to:g}) must be above the video's fps ({fps:g})"
             )
             return ("output", "interpolate_to"), message
-        if "flow" in self.export:
-            return ("export",), "flow fields cannot be exported yet (the engine has no optical flow export)"
         if "depth" in self.export and self.depth_model is None:
             return ("export",), "exporting depth needs depth_model (a depth model folder, or 'flat')"
         return None

@@ -147,10 +147,66 @@ def warp_2d(
     if motion.is_identity():
         return image
     batch, _, height, width = image.shape
-    matrix = motion_matrix(motion, height, width, device=image.device, dtype=torch.float64)
-    dtype = grid_dtype(image.dtype)
-    inverse = torch.linalg.inv(matrix).to(dtype)
-    pixels = create_meshgrid(height, width, normalized_coordinates=False, device=image.device, dtype=dtype)
-    # An affine map applied as one matmul (kornia's transform_points is ~20x slower on 512² grids).
-    grid = pixels @ inverse[0, :2, :2].T + inverse[0, :2, 2]  # (1, H, W, 2)
+    grid = affine_grid(motion, height, width, device=image.device, dtype=grid_dtype(image.dtype))
     return sample_pixels(image, grid.expand(batch, -1, -1, -1), padding=infill, sampling=sampling)
+
+
+def affine_grid(
+    motion: Motion2D,
+    height: int,
+    width: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The backward map :func:`warp_2d` samples with: for every pixel ``p`` of the new frame, ``M⁻¹ p``.
+
+    Args:
+        motion: the per-frame motion.
+        height: image height in pixels.
+        width: image width in pixels.
+        device: device of the result.
+        dtype: dtype of the result (at least float32 for large images: see :func:`grid_dtype`).
+
+    Returns:
+        :math:`(1, H, W, 2)` pixel coordinates ``(x, y)`` in the previous frame.
+    """
+    matrix = motion_matrix(motion, height, width, device=device, dtype=torch.float64)
+    inverse = torch.linalg.inv(matrix).to(dtype)
+    pixels = create_meshgrid(height, width, normalized_coordinates=False, device=device, dtype=dtype)
+    # An affine map applied as one matmul (kornia's transform_points is ~20x slower on 512² grids).
+    return pixels @ inverse[0, :2, :2].T + inverse[0, :2, 2]  # (1, H, W, 2)
+
+
+def affine_displacement(
+    motion: Motion2D,
+    height: int,
+    width: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """How far the content that lands on each pixel of the new frame moved: ``p - M⁻¹ p``.
+
+    Convention:
+        - pixels, channel 0 = x (right), channel 1 = y (down on screen), so ``translate_x=2`` gives
+          ``(2, 0)`` everywhere and ``translate_y=2`` (content up) gives ``(0, -2)``;
+        - the negated backward flow of :func:`warp_2d` (same matrix, same grid).
+
+    Args:
+        motion: the per-frame motion.
+        height: image height in pixels.
+        width: image width in pixels.
+        device: device of the result.
+        dtype: dtype of the result.
+
+    Returns:
+        :math:`(1, 2, H, W)` displacement in pixels.
+
+    Example:
+        >>> affine_displacement(Motion2D(translate_x=2.0), 4, 4)[0, :, 0, 0]
+        tensor([2., 0.])
+    """
+    pixels = create_meshgrid(height, width, normalized_coordinates=False, device=device, dtype=dtype)
+    grid = affine_grid(motion, height, width, device=device, dtype=dtype)
+    return (pixels - grid).permute(0, 3, 1, 2)

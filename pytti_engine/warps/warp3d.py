@@ -242,6 +242,29 @@ def reprojection_grid(
     return torch.where(behind.unsqueeze(-1), torch.full_like(grid, _OUTSIDE), grid)
 
 
+def grid_displacement(grid: Tensor) -> Tensor:
+    """How far the content that lands on each pixel moved, from a backward map: ``p - grid(p)``.
+
+    Convention:
+        pixels, channel 0 = x (right), channel 1 = y (down); pixels whose source was behind the previous
+        camera (mapped far outside by :func:`reprojection_grid`, then filled by infill) get zero.
+
+    Args:
+        grid: :math:`(B, H, W, 2)` pixel coordinates in the previous frame (e.g. :func:`reprojection_grid`).
+
+    Returns:
+        :math:`(B, 2, H, W)` displacement in pixels, in the dtype of ``grid``.
+    """
+    check_shape(grid, "B H W 2")
+    _, height, width, _ = grid.shape
+    pixels = create_meshgrid(
+        height, width, normalized_coordinates=False, device=grid.device, dtype=grid.dtype
+    )
+    behind = (grid <= _OUTSIDE / 2).any(dim=-1, keepdim=True)
+    moved = torch.where(behind, torch.zeros_like(grid), pixels - grid)
+    return moved.permute(0, 3, 1, 2)
+
+
 def warp_3d(
     image: Tensor,
     depth: Tensor,

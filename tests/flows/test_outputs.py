@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from flows.render_scene import RenderParams, render_scene
@@ -84,6 +85,65 @@ def test_depth_maps_are_exported_beside_the_frames(write_scene: Callable[..., Pa
         assert image.getextrema() == (0, 255)  # the nearest pixel is white, the farthest black
     info = probe_video(Path(summary.video).with_name("scene_depth.mp4"))
     assert (info.frames, info.width) == (3, 32)
+
+
+def test_flow_fields_are_exported_beside_the_frames(write_scene: Callable[..., Path], tmp_path: Path) -> None:
+    from pytti_engine.exports import rgb_to_flow
+
+    scene = write_scene("animation: 2d\ntranslate_x: 2\nexport: [flow]\n", frames=3, steps=1)
+    out = tmp_path / "run"
+    summary = render_scene(RenderParams(scene_path=str(scene), out_dir=str(out), device="cpu"))
+    assert sorted(p.name for p in (out / "flow").glob("*.png")) == ["000001.png", "000002.png", "000003.png"]
+    scale = json.loads((out / "flow" / "flow.json").read_text())["max_magnitude_px"]
+    assert scale == pytest.approx(2.0, abs=1e-3)
+    for name, expected in (("000001.png", (0.0, 0.0)), ("000003.png", (2.0, 0.0))):
+        with Image.open(out / "flow" / name) as image:
+            assert (image.mode, image.size) == ("RGB", (32, 32))
+            rgb = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        flow = rgb_to_flow(rgb, scale)
+        torch.testing.assert_close(flow[0, :, 16, 16], torch.tensor(expected), atol=0.05, rtol=0)
+    info = probe_video(Path(summary.video).with_name("scene_flow.mp4"))
+    assert (info.frames, info.width) == (3, 32)
+
+
+def _decoded_flow(path: Path, scale: float) -> torch.Tensor:
+    from pytti_engine.exports import rgb_to_flow
+
+    with Image.open(path) as image:
+        rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+    return rgb_to_flow(rgb[None], scale)
+
+
+def test_video_and_3d_flow_exports_follow_their_motion(
+    write_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    from pytti_engine.video import EncodeSettings, assemble_video
+
+    frames = []
+    for k in range(4):
+        arr = np.zeros((32, 32, 3), np.uint8)
+        arr[8:20, 4 + 2 * k : 16 + 2 * k] = (250, 200, 40)
+        frames.append(tmp_path / f"src{k}.png")
+        Image.fromarray(arr).save(frames[-1])
+    source = assemble_video(frames, tmp_path / "source.mp4", EncodeSettings(fps=12, crf=0, pix_fmt="yuv444p"))
+    scene = write_scene(f"animation: video\nvideo_path: {source}\nexport: [flow]\n", frames=3, steps=1)
+    out = tmp_path / "video"
+    summary = render_scene(RenderParams(scene_path=str(scene), out_dir=str(out), device="cpu"))
+    scale = json.loads((out / "flow" / "flow.json").read_text())["max_magnitude_px"]
+    precomputed = torch.load(out / "flows" / "flow_000003.pt", weights_only=True)["backward"]
+    assert scale > 0.5
+    error = (_decoded_flow(out / "flow" / "000003.png", scale) + precomputed).abs()
+    assert float(error.max()) < 0.05 * scale + 0.05
+    assert probe_video(Path(summary.video).with_name("scene_flow.mp4")).frames == 3
+
+    body = "animation: 3d\ndepth_model: flat\nlock_camera: false\nrotate_3d: [0, 0, 10]\nexport: [flow]\n"
+    scene = write_scene(body, name="turn.yaml", frames=2, steps=1)
+    out = tmp_path / "turn"
+    summary = render_scene(RenderParams(scene_path=str(scene), out_dir=str(out), device="cpu"))
+    scale = json.loads((out / "flow" / "flow.json").read_text())["max_magnitude_px"]
+    flow = _decoded_flow(out / "flow" / "000002.png", scale)
+    assert float(flow[0, :, 15:17, 15:17].abs().max()) < 0.1 * scale  # a turn about the centre
+    assert probe_video(Path(summary.video).with_name("turn_flow.mp4")).frames == 2
 
 
 def test_tensorboard_event_files_in_the_run_directory(
