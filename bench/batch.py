@@ -100,7 +100,14 @@ def main() -> int:
         stand_in = write_stand_in(work / "clip", seed=0)
         write_scenes(work / "scenes", stand_in, count=4, frames=args.frames, steps=args.steps, size=args.size)
         with LocalStack(work / "prefect", env=WORKER_ENV) as stack:
-            os.environ.update({"PREFECT_API_URL": stack.api_url, "DO_NOT_TRACK": "1"})
+            # the batch's own logs stay local: the server is gone before the log handler's last flush
+            os.environ.update(
+                {
+                    "PREFECT_API_URL": stack.api_url,
+                    "DO_NOT_TRACK": "1",
+                    "PREFECT_LOGGING_TO_API_ENABLED": "false",
+                }
+            )
             stack.prefect("work-pool", "create", "pytti-gpu", "--type", "process")
             stack.prefect("work-pool", "create", "pytti-batch", "--type", "process")
             stack.prefect("deploy", "--prefect-file", "deploy/prefect.yaml", "--all")
@@ -111,9 +118,6 @@ def main() -> int:
             second = stack.start_worker("pytti-gpu", limit=1, name="worker-2")
             wait_for_workers(stack, "pytti-gpu", 2)
             two = run_batch(work / "scenes", work / "two-workers")
-            from prefect.logging.handlers import APILogHandler
-
-            APILogHandler.flush()  # ship the batch's logs while the server is still up
             for proc in (second, first):
                 stack.kill(proc)
                 stack.processes.remove(proc)
