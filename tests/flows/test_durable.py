@@ -226,3 +226,27 @@ def test_render_publishes_progress_frames_tables_curves_and_video_link(
     assert "data:image/png;base64," in str(by_key["art-plan-curves"].data)
     assert str(by_key["art-video"].data).endswith("/run/art.mp4)")
     assert (tmp_path / "run" / "contact-sheet.png").is_file()
+
+
+def test_a_frame_over_its_timeout_fails_the_render_at_that_frame(
+    write_scene: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import tasks.render as task_module
+
+    real = task_module.render_frame
+    woke: list[int] = []
+
+    def slow_second_frame(state: Any, frame: Any, ctx: Any, on_step: Any = None) -> Any:
+        if frame.index == 2:
+            time.sleep(5)
+            woke.append(frame.index)
+        return real(state, frame, ctx, on_step=on_step)
+
+    monkeypatch.setattr(task_module, "render_frame", slow_second_frame)
+    out = tmp_path / "run"
+    state = render_scene(_params(write_scene(MOVING, frames=3), out, frame_timeout_s=1.0), return_state=True)
+    assert state.is_failed() and "timed out" in str(state.message)
+    assert woke == [], "the frame runs on the flow's main thread, so the timeout interrupts it"
+    assert (out / "records" / "000001.json").is_file() and not (out / "records" / "000002.json").exists()
