@@ -167,8 +167,8 @@ def open_metrics(run_dir: Path, scene: Any) -> MetricsWriter | None:
 
 
 def _tag(name: str) -> str:
-    """A loss name as a TensorBoard tag part (no slashes, no surrounding spaces)."""
-    return name.strip().replace("/", "_") or "unnamed"
+    """A loss name as a TensorBoard tag part: ``/`` groups terms (``prompt/...``, ``stabilization/...``)."""
+    return "/".join(part.strip() for part in name.split("/")).strip("/") or "unnamed"
 
 
 def _hwc_uint8(image: Any) -> np.ndarray:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -230,6 +230,8 @@ class StepEvent:
     step: int  # 1-based within the frame
     steps: int
     loss: float
+    losses: Mapping[str, float] = field(default_factory=dict)  # each named term of ``loss``
+    learning_rate: float = 0.0
 
 
 StepCallback = Callable[[StepEvent], None]
@@ -349,8 +351,19 @@ def image_prompt_loss(
     return gated_loss(distance, weight, stop, mask_stop)
 
 
+def _note(terms: dict[str, Tensor] | None, name: str, value: Tensor, scale: float = 1.0) -> None:
+    """Add a detached loss term to ``terms`` (the per-term breakdown reported in :class:`StepEvent`)."""
+    if terms is not None:
+        terms[name] = terms.get(name, value.new_zeros(())) + value.detach() * scale
+
+
 def perceptor_loss(
-    image: Tensor, frame: FrameLike, ctx: RenderContext, gen: torch.Generator, step: int = 1
+    image: Tensor,
+    frame: FrameLike,
+    ctx: RenderContext,
+    gen: torch.Generator,
+    step: int = 1,
+    terms: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """Prompt loss of one micro-batch: every perceptor, its own cutouts, every prompt of the frame.
 
@@ -363,6 +376,7 @@ def perceptor_loss(
         ctx: the render context.
         gen: the step generator.
         step: the optimizer step within the frame (1-based).
+        terms: when given, each named term is added to it (detached), for reporting.
 
     Returns:
         Scalar loss.
@@ -391,9 +405,12 @@ def perceptor_loss(
         for prompt, weight, stop in active:
             term = _prompt_term(prompt, weight, stop, embeds, cuts, i, ctx.targets, frame.index)
             total = total + share * term
+            _note(terms, f"prompt/{prompt.text}", term, share)
         if semantic_init is not None:
             weight = ctx.settings.semantic_init_weight
-            total = total + share * image_prompt_loss(semantic_init, i, embeds, cuts, weight, None)
+            term = image_prompt_loss(semantic_init, i, embeds, cuts, weight, None)
+            total = total + share * term
+            _note(terms, "init/semantic", term, share)
         semantic = None
         if stabilizer is not None:
             semantic = stabilizer.semantic(
@@ -401,6 +418,7 @@ def perceptor_loss(
             )
         if semantic is not None:
             total = total + share * semantic
+            _note(terms, "stabilization/semantic", semantic, share)
     return total
 
 
@@ -409,7 +427,13 @@ def _direct_loss(image: Tensor, target: DirectTarget) -> Tensor:
     return gated_loss(value, target.weight, target.stop)
 
 
-def image_loss(image: Tensor, model: ImageParam, frame: FrameLike, ctx: RenderContext) -> Tensor | None:
+def image_loss(
+    image: Tensor,
+    model: ImageParam,
+    frame: FrameLike,
+    ctx: RenderContext,
+    terms: dict[str, Tensor] | None = None,
+) -> Tensor | None:
     """The image-level losses of a step (computed once per step, not per micro-batch).
 
     TV smoothing (``smoothing_weight``), direct image prompts, the direct init loss, and the image
@@ -420,45 +444,54 @@ def image_loss(image: Tensor, model: ImageParam, frame: FrameLike, ctx: RenderCo
         model: the image model (for its regularisers).
         frame: this frame of the plan.
         ctx: the render context.
+        terms: when given, each named term is added to it (detached), for reporting.
 
     Returns:
         Scalar loss, or ``None`` when there is none.
     """
-    s, terms = ctx.settings, []
+    s, named = ctx.settings, []
     if s.smoothing_weight:
-        terms.append(s.smoothing_weight * tv_loss(image))
-    terms += [_direct_loss(image, t) for t in ctx.targets.direct if t.weight]
+        named.append(("smoothing", s.smoothing_weight * tv_loss(image)))
+    named += [(f"direct/{i}", _direct_loss(image, t)) for i, t in enumerate(ctx.targets.direct) if t.weight]
     init = ctx.targets.init_direct
     if init is not None and init.weight and s.init_losses_active(frame.index):
-        terms.append(_direct_loss(image, init))
+        named.append(("init/direct", _direct_loss(image, init)))
     regularization = model.regularization()
     if regularization is not None:
-        terms.append(regularization)
+        named.append(("image_model", regularization))
     stabilizer = ctx.motion.stabilizer if ctx.motion is not None else None
     stabilization = stabilizer.pixel_loss(image, frame.index) if stabilizer is not None else None
     if stabilization is not None:  # direct / edge / depth / flow stabilization (pytti_engine.stabilization)
-        terms.append(stabilization)
-    if not terms:
+        named.append(("stabilization/pixel", stabilization))
+    if not named:
         return None
-    total = terms[0]
-    for term in terms[1:]:
+    for name, term in named:
+        _note(terms, name, term)
+    total = named[0][1]
+    for _, term in named[1:]:
         total = total + term
     return total
 
 
 def optimize_step(
-    state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator, step: int = 1
+    state: RenderState,
+    frame: FrameLike,
+    ctx: RenderContext,
+    gen: torch.Generator,
+    step: int = 1,
+    terms: dict[str, Tensor] | None = None,
 ) -> float:
     """One optimizer step in place (see the module docstring); returns the step's total loss.
 
-    ``step`` (1-based, within the frame) selects the prompts' per-step weights and stops.
+    ``step`` (1-based, within the frame) selects the prompts' per-step weights and stops; ``terms``,
+    when given, receives each named loss term (detached).
 
     Raises:
         PyttiError: the loss is not finite.
         OutOfMemoryError: the device ran out of memory.
     """
     try:
-        return _optimize_step(state, frame, ctx, gen, step)
+        return _optimize_step(state, frame, ctx, gen, step, terms)
     except torch.OutOfMemoryError as e:
         raise OutOfMemoryError(_oom_message(ctx, e)) from e
     except RuntimeError as e:
@@ -480,7 +513,12 @@ def _oom_message(ctx: RenderContext, error: BaseException) -> str:
 
 
 def _optimize_step(
-    state: RenderState, frame: FrameLike, ctx: RenderContext, gen: torch.Generator, step: int
+    state: RenderState,
+    frame: FrameLike,
+    ctx: RenderContext,
+    gen: torch.Generator,
+    step: int,
+    terms: dict[str, Tensor] | None,
 ) -> float:
     image = state.image
     state.optimizer.zero_grad(set_to_none=True)
@@ -491,11 +529,14 @@ def _optimize_step(
     micro = ctx.settings.gradient_accumulation_steps
     value = decoded.new_zeros(())
     for _ in range(micro):
-        loss = perceptor_loss(leaf, frame, ctx, gen, step) / micro
+        micro_terms: dict[str, Tensor] | None = {} if terms is not None else None
+        loss = perceptor_loss(leaf, frame, ctx, gen, step, micro_terms) / micro
         if loss.requires_grad:
             loss.backward()
         value = value + loss.detach()
-    extra = image_loss(decoded, image, frame, ctx)
+        for name, term in (micro_terms or {}).items():
+            _note(terms, name, term, 1.0 / micro)
+    extra = image_loss(decoded, image, frame, ctx, terms)
     outputs: list[Tensor] = []
     grads: list[Tensor | None] = []
     if leaf.grad is not None and decoded.requires_grad:
@@ -525,9 +566,16 @@ def optimize_frame(
     gen = make_generator(ctx.settings.seed, frame.index, "steps")
     loss_value = float("nan")
     for k in range(1, steps + 1):
-        loss_value = optimize_step(state, frame, ctx, gen, k)
+        terms: dict[str, Tensor] | None = {} if on_step is not None else None
+        loss_value = optimize_step(state, frame, ctx, gen, k, terms)
         if on_step is not None:
-            on_step(StepEvent(frame=frame.index, step=k, steps=steps, loss=loss_value))
+            losses = {name: float(value) for name, value in (terms or {}).items()}
+            lr = float(state.optimizer.param_groups[0]["lr"])
+            on_step(
+                StepEvent(
+                    frame=frame.index, step=k, steps=steps, loss=loss_value, losses=losses, learning_rate=lr
+                )
+            )
     return loss_value
 
 

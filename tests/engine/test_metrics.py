@@ -52,7 +52,7 @@ def test_losses_rate_timings_and_images_are_readable(tmp_path: Path) -> None:
     assert set(tags["scalars"]) == {
         "loss/total",
         "loss/a lighthouse",
-        "loss/stabilization_edge",
+        "loss/stabilization/edge",
         "learning_rate",
         "time/frame_seconds",
         "loss/frame_last",

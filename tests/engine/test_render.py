@@ -118,3 +118,13 @@ def test_init_image_is_the_first_frame_without_steps(
     img = state.image.decode().detach()
     assert img.shape == (1, 3, 32, 32)
     assert torch.allclose(img[0, 0], torch.ones(32, 32)) and float(img[0, 1:].abs().max()) == 0.0
+
+
+def test_step_events_break_the_loss_into_named_terms(write_scene: Callable[..., Path]) -> None:
+    plan, ctx = _setup(write_scene, body=ANIMATED + "gradient_accumulation_steps: 2\n", steps=2)
+    events = []
+    render_frame(None, plan.frames[0], ctx, on_step=events.append)
+    event = events[-1]
+    assert {"prompt/a red circle", "prompt/noise", "smoothing"} <= set(event.losses)
+    assert sum(event.losses.values()) == pytest.approx(event.loss, rel=1e-5, abs=1e-6)
+    assert event.learning_rate == pytest.approx(ctx.settings.learning_rate)

@@ -157,5 +157,8 @@ def test_tensorboard_event_files_in_the_run_directory(
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     assert [s.step for s in events.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/prompt/a red circle", "loss/prompt/noise", "loss/smoothing", "learning_rate"} <= tags
+    assert [round(s.value, 6) for s in events.Scalars("learning_rate")] == [0.02] * 6
     assert [i.step for i in events.Images("image")] == [2, 4]
     assert len(events.Scalars("time/frame_seconds")) == 3
