@@ -39,7 +39,7 @@ from pytti_engine.image_params import ImageConfig, ImageParam, PaletteImage, mak
 from pytti_engine.io import load_image
 from pytti_engine.losses import gated_loss, hsv_mse, paired_spherical_distance, prompt_loss, tv_loss
 from pytti_engine.masks import image_mask_weights, position_mask_stop, text_mask_stop
-from pytti_engine.motion import MotionRuntime, apply_motion
+from pytti_engine.motion import MotionFrame, MotionRuntime, apply_motion
 from pytti_engine.perceptors import Perceptor
 from pytti_engine.prompts import (
     IMAGE_PROMPT_OFFSET,
@@ -87,21 +87,12 @@ class PromptLike(Protocol):
         ...
 
 
-class FrameLike(Protocol):
-    """What the renderer reads of one frame of the plan (``pytti_engine.scene.FramePlan``)."""
+class FrameLike(MotionFrame, Protocol):
+    """What the renderer reads of one frame of the plan (``pytti_engine.scene.FramePlan``): its motion
+    values (:class:`~pytti_engine.motion.MotionFrame`) and its resolved prompts."""
 
     @property
-    def index(self) -> int: ...
-    @property
     def prompts(self) -> Sequence[PromptLike]: ...
-    @property
-    def translate_x(self) -> float: ...
-    @property
-    def translate_y(self) -> float: ...
-    @property
-    def rotate_2d(self) -> float: ...
-    @property
-    def zoom(self) -> float: ...
 
 
 @dataclass(frozen=True)
