@@ -215,19 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("spec", metavar="MODEL:TAG")
     fetch.set_defaults(func=cmd_models_fetch)
 
-    try:
-        from flows import cli_scene
-    except ImportError:
-        pass
-    else:
-        cli_scene.register(sub)
-    from flows import cli_motion
+    from flows import cli_deploy, cli_motion, cli_runs, cli_scene
 
-    cli_motion.register(sub)
-    from flows import cli_deploy, cli_runs
-
-    cli_deploy.register(sub)
-    cli_runs.register(sub)
+    for module in (cli_scene, cli_motion, cli_deploy, cli_runs):
+        module.register(sub)
     return parser
 
 
