@@ -87,12 +87,12 @@ def vit_b_32(device: torch.device) -> Any:
 
 def make_context(perceptor: Any, image_model: str, *, size: int, cutouts: int, device: torch.device) -> Any:
     """A render context for one perceptor and one text prompt (PyTTI's default settings otherwise)."""
+    from pytti_engine.image_params import ImageConfig
     from pytti_engine.prompts import embed_prompts
     from pytti_engine.render import RenderContext, RenderSettings
 
     settings = RenderSettings(
-        width=size,
-        height=size,
+        image=ImageConfig(image_model=image_model, width=size, height=size),  # type: ignore[arg-type]
         seed=0,
         steps_per_frame=1,
         learning_rate=0.02,
@@ -101,7 +101,6 @@ def make_context(perceptor: Any, image_model: str, *, size: int, cutouts: int, d
         animation="off",
         infill_mode="wrap",
         sampling_mode="bilinear",
-        image_model=image_model,
         smoothing_weight=0.02,
     )
     targets = embed_prompts([perceptor], [PROMPT])

@@ -99,8 +99,7 @@ class FrameLike(MotionFrame, Protocol):
 class RenderSettings:
     """The scene settings the engine needs, as plain values (one narrow config, not the whole scene)."""
 
-    width: int
-    height: int
+    image: ImageConfig
     seed: int
     steps_per_frame: int
     learning_rate: float
@@ -110,17 +109,7 @@ class RenderSettings:
     infill_mode: PaddingMode
     sampling_mode: SamplingMode
     init_image: Path | None = None
-    image_model: str = "unlimited_palette"
-    pixel_size: int = 1
-    palette_size: int = 5
-    palettes: int = 20
-    gamma: float = 1.0
-    hdr_weight: float = 0.01
-    palette_normalization_weight: float = 0.2
-    random_initial_palette: bool = False
     target_palette: Path | None = None
-    lock_palette: bool = False
-    ema_decay: float | None = None
     smoothing_weight: float = 0.0
     direct_init_weight: float = 0.0
     semantic_init_weight: float = 0.0
@@ -135,8 +124,20 @@ class RenderSettings:
     def from_scene(cls, scene: Any) -> RenderSettings:
         """Pick the engine's settings out of a validated ``Scene``."""
         return cls(
-            width=scene.width,
-            height=scene.height,
+            image=ImageConfig(
+                image_model=scene.image_model,
+                width=scene.width,
+                height=scene.height,
+                pixel_size=scene.pixel_size,
+                palette_size=scene.palette_size,
+                palettes=scene.palettes,
+                gamma=scene.gamma,
+                hdr_weight=scene.hdr_weight,
+                palette_normalization_weight=scene.palette_normalization_weight,
+                random_initial_palette=scene.random_initial_palette,
+                lock_palette=scene.lock_palette,
+                ema_decay=scene.ema_decay,
+            ),
             seed=scene.seed,
             steps_per_frame=scene.steps_per_frame,
             learning_rate=scene.learning_rate,
@@ -146,17 +147,7 @@ class RenderSettings:
             infill_mode=scene.infill_mode,
             sampling_mode=scene.sampling_mode,
             init_image=scene.init_image,
-            image_model=scene.image_model,
-            pixel_size=scene.pixel_size,
-            palette_size=scene.palette_size,
-            palettes=scene.palettes,
-            gamma=scene.gamma,
-            hdr_weight=scene.hdr_weight,
-            palette_normalization_weight=scene.palette_normalization_weight,
-            random_initial_palette=scene.random_initial_palette,
             target_palette=scene.target_palette,
-            lock_palette=scene.lock_palette,
-            ema_decay=scene.ema_decay,
             smoothing_weight=scene.smoothing_weight,
             direct_init_weight=scene.direct_init_weight,
             semantic_init_weight=scene.semantic_init_weight,
@@ -171,20 +162,17 @@ class RenderSettings:
     @property
     def image_config(self) -> ImageConfig:
         """The image model's config."""
-        return ImageConfig(
-            image_model="limited_palette" if self.image_model == "limited_palette" else "unlimited_palette",
-            width=self.width,
-            height=self.height,
-            pixel_size=self.pixel_size,
-            palette_size=self.palette_size,
-            palettes=self.palettes,
-            gamma=self.gamma,
-            hdr_weight=self.hdr_weight,
-            palette_normalization_weight=self.palette_normalization_weight,
-            random_initial_palette=self.random_initial_palette,
-            lock_palette=self.lock_palette,
-            ema_decay=self.ema_decay,
-        )
+        return self.image
+
+    @property
+    def width(self) -> int:
+        """Output width in pixels."""
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        """Output height in pixels."""
+        return self.image.height
 
     def cutout_config(self, cut_size: int) -> CutoutConfig:
         """The cutout config of one micro-batch for a perceptor with input size ``cut_size``."""
@@ -207,6 +195,7 @@ class RenderSettings:
     def fingerprint(self) -> dict[str, Any]:
         """JSON-friendly values that determine pixels (used in frame keys)."""
         d = dict(self.__dict__)
+        d.update(d.pop("image").to_dict())  # flat, as the image settings are in the scene file
         d["init_image"] = str(self.init_image) if self.init_image else None
         d["target_palette"] = str(self.target_palette) if self.target_palette else None
         d["direct_image_prompts"] = [[str(p), w, s] for p, w, s in self.direct_image_prompts]
