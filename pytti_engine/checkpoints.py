@@ -80,14 +80,6 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def read_meta(path: Path) -> CheckpointMeta:
-    """The :class:`CheckpointMeta` of a checkpoint file."""
-    p = read_checkpoint(path)
-    return CheckpointMeta(
-        frame=int(p["frame"]), step=int(p["step"]), key=str(p["key"]), png_sha256=str(p["png_sha256"])
-    )
-
-
 def load_checkpoint(
     path: Path, *, learning_rate: float, device: torch.device
 ) -> tuple[RenderState, CheckpointMeta]:
