@@ -3,12 +3,12 @@
 Both sides do the same work per frame (render, write PNG + checkpoint) and assemble the same MP4; the
 flow side additionally reloads each frame's state from the previous checkpoint, as a crash-safe frame
 task must. The Prefect API is started once before timing (a warm-up flow), and its start-up time is
-printed separately. Runs alternate (engine, flow, engine, flow, ...); the best (least disturbed) run of each side is
-compared, and the ratio of the medians is printed too.
+printed separately. Runs alternate (engine, flow, engine, flow, ...); every repeat's two times are printed, and the
+ratio compares the medians of the two sides.
 
     .venv/bin/python bench/overhead.py [--frames 8] [--steps 16] [--repeats 4]
 
-The last line is ``ratio: X`` = flow wall time / engine wall time (→ 1 is the goal).
+The last line is ``ratio: X`` = median flow wall time / median engine wall time (→ 1 is the goal).
 """
 
 import argparse

@@ -2,7 +2,7 @@
 
 Everything listens on 127.0.0.1 only, lives under its own ``PREFECT_HOME``, and is stopped by
 process group (SIGTERM, then SIGKILL): a ProcessWorker's SIGTERM handler re-sends SIGINT to itself,
-which a worker started from a script with ``nohup … &`` ignores (spec/prefect-notes.md §3.8).
+which a worker started from a script with ``nohup … &`` ignores.
 
 Example::
 

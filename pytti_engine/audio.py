@@ -34,7 +34,6 @@ import math
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from pytti_engine.atomic import atomic_write_text
 from pytti_engine.errors import FFmpegError, PyttiError
 
 #: A band quieter than the loudest band by more than this many decibels is normalized against the floor.
@@ -376,7 +376,7 @@ def load_or_analyze(spec: AudioSpec, fps: float, cache_dir: Path | None = None) 
             pass  # an unreadable cache entry is recomputed and replaced below
     bands = analyze_audio(spec, fps)
     try:
-        _atomic_write_text(path, json.dumps(bands.to_dict()))
+        atomic_write_text(path, json.dumps(bands.to_dict()))
     except OSError:
         pass  # a read-only cache only costs a re-analysis next time
     return CachedBands(bands, path, key, reused=False)
@@ -408,21 +408,6 @@ def _window_rms(filtered: np.ndarray, edges: np.ndarray) -> np.ndarray:
     counts = hi - lo
     sums = np.maximum(energy[hi] - energy[lo], 0.0)  # cumsum rounding can dip below 0
     return np.where(counts > 0, np.sqrt(sums / np.maximum(counts, 1)), 0.0)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and rename (``pytti_engine.io`` would import torch here)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _last_line(log: str) -> str:

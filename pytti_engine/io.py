@@ -1,60 +1,27 @@
-"""File I/O with atomic writes: a killed process never leaves a file that looks complete."""
+"""File I/O: images in and out, and (re-exported from :mod:`pytti_engine.atomic`) atomic writes."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
 from PIL import Image
 
+from pytti_engine.atomic import atomic_write, atomic_write_bytes, atomic_write_text, sha256_file
 from pytti_engine.checks import check_shape
 from pytti_engine.errors import PyttiError
 
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write ``path`` through a temporary file in the same folder, fsync, then rename over it.
-
-    Args:
-        path: the destination file.
-        write: called with a binary file object to fill.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Atomically write ``data`` to ``path``."""
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Atomically write UTF-8 ``text`` to ``path``."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's contents."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_image",
+    "png_bytes",
+    "sha256_file",
+    "tensor_to_uint8",
+]
 
 
 def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Loss functions: pure tensor functions with documented shapes (prompt distance, stop gate, TV).
 
-The prompt loss follows PyTTI's ``Prompt.forward`` (spec/pytti-reference.md §2.3): the forward value is
+The prompt loss follows PyTTI's ``Prompt.forward``: the forward value is
 ``weight · distance`` and the *stop* is a gradient gate, implemented with :func:`replace_grad`.
 """
 

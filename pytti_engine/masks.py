@@ -1,6 +1,6 @@
 """Prompt masks: per-cutout weights and gates from where each cutout lies (pure tensor functions).
 
-Masks act per cutout, not per pixel (PyTTI's design, spec/pytti-reference.md §2.4). A mask gives each
+Masks act per cutout, not per pixel (PyTTI's design). A mask gives each
 cutout either a **gate** (``mask_stop``: ``+inf`` blocks the cutout's gradient, ``-inf`` leaves it; a
 finite value is a per-cutout stop, see :func:`pytti_engine.losses.gated_loss`) or a **weight**.
 

@@ -52,6 +52,7 @@ import ffmpeg
 import numpy as np
 from PIL import Image
 
+from pytti_engine.atomic import create_temp_beside
 from pytti_engine.errors import FFmpegError, OutputError, PyttiError
 
 ProbeBackend = Literal["auto", "ffprobe", "ffmpeg"]
@@ -499,12 +500,11 @@ def _checked_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
 def _temp_file_beside(out: Path, container: Container = "mp4") -> Path:
     """Create an empty hidden temporary file in ``out``'s folder (creating the folder)."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".part.{container}")
+        fd, tmp = create_temp_beside(out.with_name(out.stem), suffix=f".part.{container}")
     except OSError as e:
         raise OutputError(f"cannot write the video into {out.parent}: {e}") from e
     os.close(fd)
-    return Path(name)
+    return tmp
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pytti_engine.errors import SceneError, SceneErrors
-from pytti_engine.scene.schema import Scene, audio_variable_names
+from pytti_engine.scene.schema import AudioFilter, Scene, audio_variable_names
 from pytti_engine.scene.source import SourceRef, SourceText
 
 Loc = tuple[str | int, ...]
@@ -147,11 +147,21 @@ def validate_scene(source: SceneSource, *, base_dir: Path | None = None) -> Scen
 
 
 def _is_consequence(err: Any, errors: list[Any]) -> bool:
-    """A too-short error for a list whose items already failed repeats those errors."""
+    """An error that only repeats another: a too-short list whose items already failed, or a missing
+    key whose pytti-core spelling is there (the unknown-key error says so)."""
+    loc = tuple(err["loc"])
+    if err["type"] == "missing":
+        return any(_renamed_to(tuple(o["loc"])) == loc for o in errors if o["type"] == "extra_forbidden")
     if err["type"] != "too_short":
         return False
-    loc = tuple(err["loc"])
     return any(len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors)
+
+
+def _renamed_to(loc: Loc) -> Loc | None:
+    """Where an unknown nested key that is pytti-core's spelling belongs (``None`` if it is not one)."""
+    model = _model_at(loc[:-1])
+    renamed = PYTTI_NESTED_KEY_NAMES.get(model, {}).get(str(loc[-1])) if model is not None else None
+    return (*loc[:-1], renamed) if renamed else None
 
 
 def _combine(errors: list[SceneError]) -> SceneError:
@@ -175,10 +185,7 @@ def parse_scene_yaml(text: str, name: str = "<scene>") -> SceneSource:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context or "invalid YAML"
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
-        raise SceneError(name, line, col, f"YAML syntax error: {problem}") from None
+        raise yaml_syntax_error(e, name) from None
     except (yaml.YAMLError, RecursionError) as e:
         raise SceneError(name, None, None, f"YAML syntax error: {e}") from None
     if node is None:
@@ -191,6 +198,40 @@ def parse_scene_yaml(text: str, name: str = "<scene>") -> SceneSource:
     if builder.errors:
         raise _combine(builder.errors)
     return SceneSource(data, marks)
+
+
+#: PyYAML contexts that name a construct with a start and an end (a quoted string, ``[...]``, ``{...}``,
+#: a block scalar): when one of them is broken, where it *starts* is what the user must look at.
+_OPENED_CONSTRUCTS = ("while scanning a", "while parsing a flow sequence", "while parsing a flow mapping")
+_PLAIN_WORDS = (("flow sequence", "list [...]"), ("flow mapping", "mapping {...}"), ("scalar", "string"))
+
+
+def yaml_syntax_error(error: yaml.MarkedYAMLError, name: str) -> SceneError:
+    """A :class:`SceneError` for a YAML syntax error, located where the broken construct starts.
+
+    PyYAML reports an unterminated quote or bracket at the place it gave up (often the end of the file);
+    its ``context_mark`` says where the quote or bracket was opened. That opening is the reported
+    position, and the message says where the problem showed. Other errors are reported where found,
+    naming the enclosing construct's first line when it is elsewhere.
+    """
+    problem = error.problem or error.context or "invalid YAML"
+    found, opened = error.problem_mark, error.context_mark
+    context = (error.context or "").strip()
+    if opened is not None and found is not None and context.startswith(_OPENED_CONSTRUCTS):
+        what = context.removeprefix("while scanning ").removeprefix("while parsing ")
+        for yaml_word, plain in _PLAIN_WORDS:
+            what = what.replace(yaml_word, plain)
+        message = (
+            f"YAML syntax error in {what} that starts here: {problem} "
+            f"(at line {found.line + 1}, column {found.column + 1})"
+        )
+        return SceneError(name, opened.line + 1, opened.column + 1, message)
+    mark = found or opened
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+    message = f"YAML syntax error: {problem}"
+    if context and opened is not None and line is not None and opened.line + 1 != line:
+        message += f" ({context} that starts at line {opened.line + 1})"
+    return SceneError(name, line, col, message)
 
 
 class _Builder:
@@ -409,7 +450,10 @@ def _did_you_mean(loc: Loc) -> str:
     model = _model_at(loc[:-1])
     if model is None:
         return ""
-    hint = PYTTI_KEY_HINTS.get(str(loc[-1])) if model is Scene else None
+    renamed = PYTTI_NESTED_KEY_NAMES.get(model, {}).get(str(loc[-1]))
+    hint = f"pytti-core's name: did you mean '{renamed}'?" if renamed else None
+    if model is Scene:
+        hint = PYTTI_KEY_HINTS.get(str(loc[-1]))
     if hint:
         return f" ({hint})"
     close = difflib.get_close_matches(str(loc[-1]), sorted(model.model_fields), n=1, cutoff=0.6)
@@ -463,5 +507,13 @@ PYTTI_KEY_HINTS: Mapping[str, str] = MappingProxyType(
             ("file_namespace", "allow_overwrite", "save_every", "display_every", "clear_every", "backups"),
             _OUTPUT_HINT,
         ),
+        **{
+            f"{kind}_stabilization_weight": f"pytti-core's name: here it is 'stabilization: {{{kind}: ...}}'"
+            for kind in ("direct", "semantic", "edge", "depth", "flow")
+        },
     }
+)
+#: pytti-core's spelling of keys inside nested entries -> this format's key.
+PYTTI_NESTED_KEY_NAMES: Mapping[type[BaseModel], Mapping[str, str]] = MappingProxyType(
+    {AudioFilter: MappingProxyType({"variable_name": "name"})}
 )

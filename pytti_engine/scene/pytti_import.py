@@ -25,6 +25,7 @@ import yaml
 
 from pytti_engine.errors import SceneError
 from pytti_engine.scene.expr import Expr, ExprError, compile_expression
+from pytti_engine.scene.load import yaml_syntax_error
 from pytti_engine.scene.schema import AnimationMode, Scene
 
 #: pytti-core's ``default.yaml`` values (``seed`` is random there).
@@ -629,9 +630,7 @@ def convert_pytti_text(text: str, *, name: str = "<pytti>") -> tuple[str, list[s
     try:
         config = yaml.safe_load(text)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise SceneError(name, line, col, f"YAML syntax error: {e.problem}") from None
+        raise yaml_syntax_error(e, name) from None
     except (yaml.YAMLError, RecursionError) as e:
         raise SceneError(name, None, None, f"YAML syntax error: {e}") from None
     if config is None:

@@ -204,6 +204,26 @@ ERROR_CASES = [
     ("ViTB16: true\n" + MINIMAL, "1:1: unknown key 'ViTB16' (pytti-core's CLIP flag: list models under"),
     ("save_every: 5\n" + MINIMAL, "1:1: unknown key 'save_every' (pytti-core's output setting"),
     ("width: [\n", "2:1: YAML syntax error: "),
+    ("a: [1, 2\nb: 3\n", "1:4: YAML syntax error in a list [...] that starts here: expected ',' or ']'"),
+    (
+        'width: 64\nheight: 64\nfps: 12\nseed: 1\ntitle: "unterminated\nsteps_per_frame: 2\nscenes: []\n',
+        "5:8: YAML syntax error in a quoted string that starts here: found unexpected end of stream (at line 8",
+    ),
+    ("a: {x: 1\nb: 3\n", "1:4: YAML syntax error in a mapping {...} that starts here: expected ',' or '}'"),
+    (
+        "a:\n  b: 1\n c: 2\n",
+        "3:2: YAML syntax error: expected <block end>, but found '<block mapping start>' "
+        "(while parsing a block mapping that starts at line 1)",
+    ),
+    (
+        "input_audio_filters:\n  - {variable_name: bass, f_center: 80, f_width: 40}\n" + MINIMAL,
+        "2:6: unknown key 'variable_name' (pytti-core's name: did you mean 'name'?) (in 'input_audio_filters.0')",
+    ),
+    (
+        "direct_stabilization_weight: 0.3\n" + MINIMAL,
+        "1:1: unknown key 'direct_stabilization_weight' (pytti-core's name: here it is "
+        "'stabilization: {direct: ...}')",
+    ),
     ("a: 1\n b: 2\n", "2:3: YAML syntax error: mapping values are not allowed here"),
     ("- 1\n- 2\n", "1:1: a scene file must be a mapping"),
     ("x: !!python/object:os.system ls\n", "1:4: YAML error: could not determine a constructor"),

@@ -1,0 +1,64 @@
+"""The documentation stands alone and says what the code does; the package metadata builds cleanly."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = sorted(
+    [REPO / "README.md", *REPO.glob("docs/*.md"), *REPO.glob("deploy/*.md"), *REPO.glob("bench/*.md")]
+)
+SOURCES = sorted(
+    p
+    for folder in ("pytti_engine", "tasks", "flows", "bench", "scenes", "deploy")
+    for p in (REPO / folder).rglob("*.py")
+)
+# Material that is not part of the repository (design notes, specs) must never be cited by it.
+OUTSIDE = re.compile(
+    r"\bspec/[\w.-]+|\.\./shared\b|/work/shared|prefect-notes|pytti-reference|building-blocks"
+)
+
+
+def test_nothing_cites_files_outside_the_repository() -> None:
+    hits = [
+        f"{path.relative_to(REPO)}:{n}: {line.strip()}"
+        for path in DOCS + SOURCES
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if OUTSIDE.search(line)
+    ]
+    assert not hits, "\n".join(hits)
+
+
+def test_relative_links_in_docs_resolve() -> None:
+    broken = []
+    for path in DOCS:
+        targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8"))]
+        broken += [
+            f"{path.relative_to(REPO)} -> {t}"
+            for t in targets
+            if t and "://" not in t and not (path.parent / t).exists()
+        ]
+    assert not broken, broken
+
+
+def test_benchmarks_doc_describes_the_ratio_overhead_py_prints() -> None:
+    script = (REPO / "bench" / "overhead.py").read_text(encoding="utf-8")
+    section = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8").split("## Prefect overhead")[1]
+    section = section.split("\n## ")[0]
+    assert "statistics.median(engine_times)" in script and 'print(f"ratio: {f / e:.3f}")' in script
+    assert "median flow run ÷ median engine run" in section
+    assert "best flow run" not in section
+
+
+def test_the_license_metadata_raises_no_setuptools_deprecation_warning() -> None:
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), REPO / "pyproject.toml")
+    messages = [str(w.message) for w in caught if "license" in str(w.message).lower()]
+    assert messages == []
+    assert dist.metadata.license_expression == "MIT"
