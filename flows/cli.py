@@ -39,7 +39,10 @@ def _check_render_inputs(scene: Path, out: Path | None, device: str, overrides: 
     from pytti_engine.rundir import default_run_dir, ensure_writable
     from pytti_engine.scene import build_plan, load_scene
 
-    check_renderable(build_plan(load_scene(scene, overrides)))
+    loaded = load_scene(scene, overrides)
+    check_renderable(build_plan(loaded), loaded)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
     resolve_device(device)
     run_dir = out if out is not None else default_run_dir(scene)
     ensure_writable(run_dir)
@@ -128,7 +131,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_models_stand_in(args: argparse.Namespace) -> int:
-    """``pytti models stand-in DIR``."""
+    """``pytti models stand-in DIR`` (a CLIP) or ``pytti models stand-in --vqgan DIR`` (a VQGAN)."""
+    if args.vqgan:
+        return _vqgan_stand_in(args)
     from pytti_engine.perceptors import write_stand_in
 
     start = time.perf_counter()
@@ -144,6 +149,34 @@ def cmd_models_stand_in(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _vqgan_stand_in(args: argparse.Namespace) -> int:
+    from pytti_engine.image_params.vqgan import write_vqgan_stand_in
+
+    kind = {"openimages": "gumbel", "sflckr": "net2net", "coco": "net2net"}.get(args.name, "vq")
+    try:
+        config, ckpt = write_vqgan_stand_in(Path(args.dir), name=args.name, kind=kind, seed=args.seed)
+    except (OSError, PyttiError) as e:
+        return _error(f"cannot write the stand-in VQGAN to {args.dir}: {e}")
+    print(f"wrote a random-weight stand-in VQGAN ({kind}, taming layout) to {config} and {ckpt.name}")
+    print(
+        f"use it in a scene as:  image_model: vqgan, vqgan_model: {args.name}, models_dir: {Path(args.dir)}"
+    )
+    return EXIT_OK
+
+
+def _vqgan_rows() -> list[tuple[str, str]]:
+    """``(vqgan:NAME, where)`` for PyTTI's five VQGANs; where is ``""`` when the files are not local."""
+    from pytti_engine.vqgan_files import KNOWN_VQGANS, find_vqgan_files
+
+    rows = []
+    for name in KNOWN_VQGANS:
+        try:
+            rows.append((f"vqgan:{name}", str(find_vqgan_files(name).checkpoint)))
+        except ModelLoadError:
+            rows.append((f"vqgan:{name}", ""))
+    return rows
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     """``pytti models list``: open_clip models with pretrained tags, and which are available locally."""
     from pytti_engine.perceptors import available_models
@@ -154,14 +187,38 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     for model, tag, cached in rows:
         print(f"{'local  ' if cached else '-      '}{model}:{tag}")
     print(f"{sum(r[2] for r in rows)} of {len(rows)} (model, tag) pairs have weights in the local cache")
+    vqgans = [r for r in _vqgan_rows() if r[1] or not args.local]
+    for spec, where in vqgans:
+        print(f"{'local  ' if where else '-      '}{spec}{f'  ({where})' if where else ''}")
+    return EXIT_OK
+
+
+def _fetch_vqgan(name: str) -> int:
+    """Download one of PyTTI's VQGANs from its hub copy into the Hugging Face cache."""
+    from pytti_engine.vqgan_files import HUB_REPO, KNOWN_VQGANS, hub_cache_dir, hub_filenames
+
+    if name not in KNOWN_VQGANS:
+        return _error(f"unknown VQGAN {name!r}: one of {', '.join(KNOWN_VQGANS)}")
+    from huggingface_hub import hf_hub_download
+
+    paths = []
+    for filename in hub_filenames(name):
+        try:
+            paths.append(hf_hub_download(HUB_REPO, filename, cache_dir=hub_cache_dir()))
+        except Exception as e:  # noqa: BLE001 - offline, missing file, HTTP error: one line, exit 2
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return _error(f"cannot download {HUB_REPO}/{filename}: {reason}")
+    print(f"vqgan:{name}: {paths[0]} and {Path(paths[1]).name} are in the Hugging Face cache")
     return EXIT_OK
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    """``pytti models fetch MODEL:TAG``: download pretrained weights into the Hugging Face cache."""
+    """``pytti models fetch MODEL:TAG`` (or ``vqgan:NAME``): download weights into the Hugging Face cache."""
     from pytti_engine.perceptors import load_perceptor
 
     model, sep, tag = args.spec.partition(":")
+    if model == "vqgan" and sep:
+        return _fetch_vqgan(tag)
     if not sep or not tag:
         return _error(f"expected MODEL:TAG (e.g. ViT-B-32:openai), got {args.spec!r}")
     try:
@@ -203,15 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="manage perceptor models")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     stand_in = models_sub.add_parser(
-        "stand-in", help="write a tiny random-weight open_clip model (local-dir layout)"
+        "stand-in",
+        help="write a tiny random-weight open_clip model (local-dir layout), or with --vqgan a VQGAN "
+        "(taming layout, in DIR/vqgan/)",
     )
     stand_in.add_argument("dir", help="folder to write")
     stand_in.add_argument("--seed", type=int, default=0)
+    stand_in.add_argument("--vqgan", action="store_true", help="write a VQGAN instead of a CLIP model")
+    stand_in.add_argument(
+        "--name",
+        default="imagenet",
+        choices=["imagenet", "wikiart", "sflckr", "coco", "openimages"],
+        help="--vqgan: which model's layout and file names (default imagenet)",
+    )
     stand_in.set_defaults(func=cmd_models_stand_in)
     listing = models_sub.add_parser("list", help="open_clip models and tags, and which weights are local")
     listing.add_argument("--local", action="store_true", help="only those with weights in the local cache")
     listing.set_defaults(func=cmd_models_list)
-    fetch = models_sub.add_parser("fetch", help="download MODEL:TAG weights into the Hugging Face cache")
+    fetch = models_sub.add_parser(
+        "fetch", help="download MODEL:TAG (or vqgan:NAME) weights into the Hugging Face cache"
+    )
     fetch.add_argument("spec", metavar="MODEL:TAG")
     fetch.set_defaults(func=cmd_models_fetch)
 

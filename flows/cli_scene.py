@@ -12,11 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pytti_engine.errors import SceneError, SceneErrors
+from pytti_engine.errors import PyttiError, SceneError, SceneErrors
 from pytti_engine.scene import Plan, Scene, build_plan, load_scene
 from pytti_engine.scene.json_schema import scene_json_schema_text
 from pytti_engine.scene.pytti_import import import_pytti_config
 from pytti_engine.scene.report import plan_columns, plan_csv, plan_table, summary
+from pytti_engine.vqgan_files import check_image_model
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -46,7 +47,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         scene, plan = _load_and_plan(args)
     except SceneError as e:
         return _report(e)
-    print(summary(scene, plan))
+    try:
+        vqgan = check_image_model(scene)
+    except PyttiError as e:
+        return _fail(f"{args.scene}: {e}")
+    for note in scene.notes:
+        print(f"note: {note}", file=sys.stderr)
+    extra = [] if vqgan is None else [f"vqgan {vqgan.name} ({vqgan.checkpoint})"]
+    print(summary(scene, plan, extra=extra))
     return EXIT_OK
 
 

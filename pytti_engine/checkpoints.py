@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,9 @@ from pytti_engine.errors import PyttiError
 from pytti_engine.image_params import image_from_state
 from pytti_engine.io import atomic_write_bytes
 from pytti_engine.state import RenderState, make_optimizer
+
+if TYPE_CHECKING:
+    from pytti_engine.image_params.vqgan import VQGANModel
 
 CHECKPOINT_FORMAT = 1
 
@@ -81,7 +84,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    path: Path, *, learning_rate: float, device: torch.device
+    path: Path, *, learning_rate: float, device: torch.device, vqgan: VQGANModel | None = None
 ) -> tuple[RenderState, CheckpointMeta]:
     """Rebuild the :class:`RenderState` saved in ``path`` on ``device``.
 
@@ -89,13 +92,14 @@ def load_checkpoint(
         path: the checkpoint file.
         learning_rate: the scene's learning rate (a changed rate applies from the next step on).
         device: where to put the tensors.
+        vqgan: the loaded VQGAN, for a checkpoint of a vqgan render.
 
     Returns:
         The state and its metadata.
     """
     p = read_checkpoint(path)
     try:
-        image = image_from_state(p["image_kind"], p.get("image_config"), p["image"], device)
+        image = image_from_state(p["image_kind"], p.get("image_config"), p["image"], device, vqgan)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild image model {p.get('image_kind')!r}: {e}") from e
     optimizer = make_optimizer(image, learning_rate)

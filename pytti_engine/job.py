@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,12 +25,23 @@ from pytti_engine.prompts import (
 )
 from pytti_engine.render import RenderContext, RenderSettings
 from pytti_engine.rundir import frame_keys
+from pytti_engine.vqgan_files import VQGANFiles, check_image_model, vqgan_files, vqgan_identity
+
+if TYPE_CHECKING:
+    from pytti_engine.image_params.vqgan import VQGANModel
 
 PerceptorLoader = Callable[[str, str | None, torch.device], Perceptor]
+VQGANLoader = Callable[[VQGANFiles, torch.device], "VQGANModel"]
 
 
 def _default_loader(model: str, pretrained: str | None, device: torch.device) -> Perceptor:
     return load_perceptor(model, pretrained, device=device)
+
+
+def _default_vqgan_loader(files: VQGANFiles, device: torch.device) -> VQGANModel:
+    from pytti_engine.image_params.vqgan import load_vqgan
+
+    return load_vqgan(files, device)
 
 
 def render_fingerprint(scene: Any) -> dict[str, Any]:
@@ -41,6 +52,9 @@ def render_fingerprint(scene: Any) -> dict[str, Any]:
             {"model": p.model, "pretrained": p.pretrained, "weight": p.weight} for p in scene.perceptors
         ],
     }
+    files = vqgan_files(scene)
+    if files is not None:  # the weights' identity, not their path (nothing is added for other models)
+        fingerprint["vqgan"] = vqgan_identity(files)
     return {**fingerprint, **motion_fingerprint(scene)}  # motion adds nothing for off/2d scenes
 
 
@@ -88,14 +102,18 @@ def _check_local_picture(source: str, what: str, frame: int, prompt: str) -> Non
         raise PyttiError(f"frame {frame}: prompt {prompt!r}: {what} not found: {source}")
 
 
-def check_renderable(plan: Any) -> None:
-    """Refuse, before any model loads, prompt features this engine does not render.
+def check_renderable(plan: Any, scene: Any = None) -> None:
+    """Refuse, before any model loads, what this engine cannot render.
 
-    Semantic image prompts, image masks and video masks must be local files.
+    Semantic image prompts, image masks and video masks must be local files; with ``scene``, the image
+    model's files must be there too (:func:`check_image_model`).
 
     Raises:
-        PyttiError: naming the first frame and prompt that uses an unsupported feature.
+        PyttiError: naming the first frame and prompt that uses an unsupported feature, or the missing
+            model files.
     """
+    if scene is not None:
+        check_image_model(scene)
     for frame in plan.frames:
         for prompt in frame.prompts:
             if prompt.image is not None:
@@ -113,13 +131,15 @@ def build_targets(
     settings: RenderSettings,
     device: torch.device,
     frame_stride: int = 1,
+    vqgan: VQGANModel | None = None,
 ) -> PromptTargets:
     """Embed and load everything the prompts compare against, once per scene.
 
     Image prompts are embedded from ``cutouts`` cutouts per perceptor drawn from a generator seeded by
     (seed, source), at the render's size. Image masks are loaded in grey at the image size. Video masks
     are decoded once at the plan's fps and the image size; output frame ``k`` uses video frame
-    ``min((k - 1) * frame_stride, N - 1)`` (``frame_stride``: the video source's, else 1).
+    ``min((k - 1) * frame_stride, N - 1)`` (``frame_stride``: the video source's, else 1). With a
+    ``vqgan``, direct targets also carry their encoded latent (PyTTI's LatentLoss).
     """
     size = (settings.width, settings.height)
     text = embed_prompts(perceptors, prompt_texts(plan))
@@ -142,14 +162,16 @@ def build_targets(
         if source not in decoded:  # (N, H, W, 3) uint8, shared by the mask and its inverse
             decoded[source] = torch.from_numpy(decode_source(Path(source), float(plan.fps), size)).to(device)
         videos[(source, inverted)] = VideoMaskTarget(decoded[source], inverted, frame_stride)
-    direct = tuple(
-        DirectTarget(hsv_target(load_image(path, size, device=device)), weight, stop)
-        for path, weight, stop in settings.direct_image_prompts
-    )
+
+    def direct_target(path: Path, weight: float, stop: float | None = None) -> DirectTarget:
+        picture = load_image(path, size, device=device)
+        latent = None if vqgan is None else vqgan.encode(picture)
+        return DirectTarget(hsv_target(picture), weight, stop, latent)
+
+    direct = tuple(direct_target(path, weight, stop) for path, weight, stop in settings.direct_image_prompts)
     init_direct = init_image = None
     if settings.init_image is not None and settings.direct_init_weight:
-        hsv = hsv_target(load_image(settings.init_image, size, device=device))
-        init_direct = DirectTarget(hsv, settings.direct_init_weight)
+        init_direct = direct_target(settings.init_image, settings.direct_init_weight)
     if settings.init_image is not None and settings.semantic_init_weight:
         init_image = embed(settings.init_image)
     return PromptTargets(
@@ -170,6 +192,7 @@ def build_context(
     device: torch.device,
     load: PerceptorLoader = _default_loader,
     flow_dir: Path | None = None,
+    load_vqgan: VQGANLoader = _default_vqgan_loader,
 ) -> RenderContext:
     """Load the scene's perceptors (through ``load``) and compute every prompt target once.
 
@@ -179,20 +202,24 @@ def build_context(
         device: where to render.
         load: ``(model, pretrained, device) -> Perceptor``; the tasks layer passes a per-process cache.
         flow_dir: video mode: where flows precomputed ahead of the chain are (missing ones are computed).
+        load_vqgan: ``(files, device) -> VQGANModel`` for a vqgan scene; the tasks layer passes a cache.
 
     Returns:
         The :class:`RenderContext` for :func:`pytti_engine.render.render_frame`.
     """
     check_renderable(plan)
+    files = check_image_model(scene)
     settings = RenderSettings.from_scene(scene)
     perceptors = tuple(load(p.model, p.pretrained, device) for p in scene.perceptors)
+    vqgan = None if files is None else load_vqgan(files, device)
     return RenderContext(
         settings=settings,
         perceptors=perceptors,
         perceptor_weights=tuple(float(p.weight) for p in scene.perceptors),
-        targets=build_targets(perceptors, plan, settings, device, _mask_stride(scene)),
+        targets=build_targets(perceptors, plan, settings, device, _mask_stride(scene), vqgan),
         device=device,
         motion=MotionRuntime.from_scene(scene, device, flow_dir=flow_dir),
+        vqgan=vqgan,
     )
 
 

@@ -27,6 +27,7 @@ _PACKAGES = (
     "numpy",
     "pillow",
     "imageio-ffmpeg",
+    "diffusers",
 )
 
 
@@ -63,14 +64,18 @@ def git_revision(path: Path) -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
-def models_record(perceptors: Sequence[Any], device: str) -> dict[str, Any]:
-    """The perceptors a render used: open_clip name and identity (tag, or sha256 of the weight files)."""
-    return {
+def models_record(perceptors: Sequence[Any], device: str, vqgan: Any = None) -> dict[str, Any]:
+    """The models a render used: each perceptor's open_clip name and identity (tag, or sha256 of the
+    weight files), and for a vqgan render the VQGAN (name, files, sha256 of the checkpoint, ...)."""
+    record: dict[str, Any] = {
         "device": device,
         "perceptors": [
             {"name": p.name, "identity": p.identity, "input_size": p.input_size} for p in perceptors
         ],
     }
+    if vqgan is not None:
+        record["vqgan"] = vqgan.record()
+    return record
 
 
 def write_models_record(paths: RunPaths, record: dict[str, Any]) -> None:

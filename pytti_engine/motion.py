@@ -16,8 +16,7 @@ and its flows) live in a :class:`MotionRuntime` built once per render.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -234,9 +233,38 @@ def warp_state(state: RenderState, image_warp: Warp, moment_warp: Warp) -> None:
 
 @torch.no_grad()
 def warp_state_2d(state: RenderState, motion: Motion2D, infill: PaddingMode, sampling: SamplingMode) -> None:
-    """Move the image by ``motion``, and Adam's moments with it (bilinear)."""
-    image_warp = partial(warp_2d, motion=motion, infill=infill, sampling=sampling)
-    warp_state(state, image_warp, partial(warp_2d, motion=motion, infill=infill, sampling="bilinear"))
+    """Move the image by ``motion``, and Adam's moments with it (bilinear).
+
+    ``motion`` is in pixels of the image model's grid; a tensor of another size (a VQGAN latent, or the
+    decoded picture of a latent model) moves by the same fraction of the frame.
+    """
+    grid = state.image.config.grid
+    image_warp = warp_2d_sized(motion, grid, infill, sampling)
+    warp_state(state, image_warp, warp_2d_sized(motion, grid, infill, "bilinear"))
+
+
+def warp_2d_sized(
+    motion: Motion2D, reference: tuple[int, int], infill: PaddingMode, sampling: SamplingMode
+) -> Warp:
+    """:func:`warp_2d` by a motion given in pixels of a ``reference`` (height, width) grid, for any size.
+
+    A tensor of the reference size is warped by ``motion`` itself; another size gets the translation
+    scaled by the size ratio (cells of a latent grid are ``reference / size`` pixels wide), so the content
+    moves by the same fraction of the frame. Rotation and zoom are about the centre and need no scaling.
+    """
+
+    def warp(x: Tensor) -> Tensor:
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        moved = motion
+        if (height, width) != tuple(reference):
+            moved = replace(
+                motion,
+                translate_x=motion.translate_x * width / reference[1],
+                translate_y=motion.translate_y * height / reference[0],
+            )
+        return warp_2d(x, moved, infill=infill, sampling=sampling)
+
+    return warp
 
 
 def grid_warp(grid: Tensor, infill: PaddingMode, sampling: SamplingMode) -> Warp:

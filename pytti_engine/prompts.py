@@ -48,11 +48,14 @@ class DirectTarget:
         hsv: :math:`(1, 5, H, W)` ``[R, G, B, S, V]`` of the target at the image size.
         weight: loss weight (negative pushes away).
         stop: gradient gate, or ``None``.
+        latent: VQGAN: :math:`(1, E, h, w)` the target's quantized latent (the loss is then PyTTI's
+            LatentLoss instead of the HSV error), else ``None``.
     """
 
     hsv: Tensor
     weight: float
     stop: float | None = None
+    latent: Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -36,6 +36,7 @@ from pytti_engine.cutouts import CutoutConfig, Cutouts, sample_cutouts
 from pytti_engine.devices import make_generator
 from pytti_engine.errors import PyttiError
 from pytti_engine.image_params import ImageConfig, ImageParam, PaletteImage, make_image
+from pytti_engine.image_params.vqgan import VQGANImage, latent_loss
 from pytti_engine.io import load_image
 from pytti_engine.losses import gated_loss, hsv_mse, paired_spherical_distance, prompt_loss, tv_loss
 from pytti_engine.masks import image_mask_weights, position_mask_stop, text_mask_stop
@@ -50,6 +51,12 @@ from pytti_engine.prompts import (
 )
 from pytti_engine.state import RenderState, make_optimizer
 from pytti_engine.types import BorderMode, PaddingMode, SamplingMode
+
+if TYPE_CHECKING:
+    from pytti_engine.image_params.vqgan import VQGANModel
+
+VQGAN_EMA_DECAY = 0.99
+"""PyTTI's EMA decay of the VQGAN latent (``ema_val``), used when a vqgan scene leaves ``ema_decay`` unset."""
 
 
 class MaskLike(Protocol):
@@ -136,7 +143,9 @@ class RenderSettings:
                 palette_normalization_weight=scene.palette_normalization_weight,
                 random_initial_palette=scene.random_initial_palette,
                 lock_palette=scene.lock_palette,
-                ema_decay=scene.ema_decay,
+                ema_decay=_ema_decay(scene),
+                vqgan_model=_vqgan_name(scene),
+                vqgan_warp=getattr(scene, "vqgan_warp", "pixels"),
             ),
             seed=scene.seed,
             steps_per_frame=scene.steps_per_frame,
@@ -202,6 +211,23 @@ class RenderSettings:
         return d
 
 
+def _ema_decay(scene: Any) -> float | None:
+    """The scene's ``ema_decay``; a vqgan scene without one gets PyTTI's 0.99 (``0`` turns it off)."""
+    if scene.image_model != "vqgan":
+        return scene.ema_decay
+    if scene.ema_decay is None:
+        return VQGAN_EMA_DECAY
+    return scene.ema_decay or None
+
+
+def _vqgan_name(scene: Any) -> str | None:
+    """A vqgan scene's model name (``imagenet``, ...), ``custom`` for a file pair, else ``None``."""
+    if scene.image_model != "vqgan":
+        return None
+    model = scene.vqgan
+    return model if isinstance(model, str) else "custom"
+
+
 @dataclass(frozen=True)
 class StepEvent:
     """One optimizer step finished."""
@@ -227,6 +253,7 @@ class RenderContext:
     targets: PromptTargets
     device: torch.device
     motion: MotionRuntime | None = None  # depth model / source video / stabilization (pytti_engine.motion)
+    vqgan: VQGANModel | None = None  # the loaded VQGAN of an image_model: vqgan scene
 
 
 @dataclass(frozen=True)
@@ -259,7 +286,7 @@ def initial_state(ctx: RenderContext) -> RenderState:
         init = load_image(s.init_image, (s.width, s.height), device=ctx.device)
     elif ctx.motion is not None:
         init = ctx.motion.initial_image()  # video mode: the first source frame
-    image = make_image(s.image_config, gen, ctx.device, init)
+    image = make_image(s.image_config, gen, ctx.device, init, ctx.vqgan)
     if s.target_palette is not None and isinstance(image, PaletteImage):
         image.set_target_palette(load_image(s.target_palette, (s.width, s.height), device=ctx.device), gen)
     return RenderState(image=image, optimizer=make_optimizer(image, s.learning_rate))
@@ -402,8 +429,12 @@ def perceptor_loss(
     return total
 
 
-def _direct_loss(image: Tensor, target: DirectTarget) -> Tensor:
-    value = hsv_mse(image, target.hsv).reshape(1)
+def _direct_loss(image: Tensor, target: DirectTarget, model: ImageParam) -> Tensor:
+    """A direct target's gated loss: HSV error, or PyTTI's LatentLoss for a VQGAN target."""
+    if target.latent is not None and isinstance(model, VQGANImage):
+        value = latent_loss(model, image, target.latent, target.hsv[:, :3]).reshape(1)
+    else:
+        value = hsv_mse(image, target.hsv).reshape(1)
     return gated_loss(value, target.weight, target.stop)
 
 
@@ -432,10 +463,12 @@ def image_loss(
     s, named = ctx.settings, []
     if s.smoothing_weight:
         named.append(("smoothing", s.smoothing_weight * tv_loss(image)))
-    named += [(f"direct/{i}", _direct_loss(image, t)) for i, t in enumerate(ctx.targets.direct) if t.weight]
+    named += [
+        (f"direct/{i}", _direct_loss(image, t, model)) for i, t in enumerate(ctx.targets.direct) if t.weight
+    ]
     init = ctx.targets.init_direct
     if init is not None and init.weight and s.init_losses_active(frame.index):
-        named.append(("init/direct", _direct_loss(image, init)))
+        named.append(("init/direct", _direct_loss(image, init, model)))
     regularization = model.regularization()
     if regularization is not None:
         named.append(("image_model", regularization))

@@ -114,7 +114,7 @@ def check_job(job: BatchJob) -> JobCheck:
     try:
         scene = load_scene(job.scene_path, job.overrides)
         plan = build_plan(scene)
-        check_renderable(plan)
+        check_renderable(plan, scene)
     except PyttiError as e:
         return JobCheck(job=job, error=str(e))
     paths = RunPaths(Path(job.out_dir).resolve())

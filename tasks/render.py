@@ -67,7 +67,10 @@ def _restore_state(
     state = None
     if good is not None:
         state, _ = load_checkpoint(
-            paths.checkpoint(good), learning_rate=ctx.settings.learning_rate, device=ctx.device
+            paths.checkpoint(good),
+            learning_rate=ctx.settings.learning_rate,
+            device=ctx.device,
+            vqgan=ctx.vqgan,
         )
     start = good or 0
     if start < index - 1:
@@ -129,7 +132,7 @@ def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) 
         logger.info("frame %d already done: kept", index)
         return _record(run, index, key, skipped=True)
     ctx = context_for(run)
-    write_models_record(job.paths, models_record(ctx.perceptors, run.device))
+    write_models_record(job.paths, models_record(ctx.perceptors, run.device, ctx.vqgan))
     state = _restore_state(job, ctx, index, logger)
     progress = logging.getLogger(PROGRESS_LOGGER)
     metrics = metrics_for(run)  # None unless the scene says tensorboard: true

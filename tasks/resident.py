@@ -6,12 +6,14 @@ from pathlib import Path
 
 import torch
 
+from pytti_engine.image_params.vqgan import VQGANModel, load_vqgan
 from pytti_engine.job import build_context, plan_keys
 from pytti_engine.metrics import MetricsWriter, open_metrics
 from pytti_engine.perceptors import Perceptor, load_perceptor
 from pytti_engine.render import RenderContext
 from pytti_engine.rundir import RunPaths, fork_base_keys
 from pytti_engine.scene import Plan, Scene, build_plan, load_scene
+from pytti_engine.vqgan_files import VQGANFiles
 from tasks.records import RunRef
 
 
@@ -35,6 +37,16 @@ def _cached_perceptor(model: str, pretrained: str | None, device: torch.device) 
     return perceptor(model, pretrained, str(device))
 
 
+@lru_cache(maxsize=2)
+def vqgan(files: VQGANFiles, mtime_ns: int, device: str) -> VQGANModel:
+    """Load a VQGAN once per process, device and checkpoint version."""
+    return load_vqgan(files, torch.device(device))
+
+
+def _cached_vqgan(files: VQGANFiles, device: torch.device) -> VQGANModel:
+    return vqgan(files, files.checkpoint.stat().st_mtime_ns, str(device))
+
+
 @lru_cache(maxsize=4)
 def _job(scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str) -> Job:
     scene = load_scene(scene_path, overrides)
@@ -50,7 +62,12 @@ def _context(
 ) -> RenderContext:
     job = _job(scene_path, overrides, scene_sha256, run_dir)
     return build_context(
-        job.scene, job.plan, torch.device(device), load=_cached_perceptor, flow_dir=flows_dir(job.paths)
+        job.scene,
+        job.plan,
+        torch.device(device),
+        load=_cached_perceptor,
+        flow_dir=flows_dir(job.paths),
+        load_vqgan=_cached_vqgan,
     )
 
 

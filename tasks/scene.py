@@ -22,7 +22,7 @@ def prepare_run(scene_path: str, out_dir: str | None, device: str, overrides: tu
     source = Path(scene_path).resolve()
     scene = load_scene(source, overrides)
     plan = build_plan(scene)
-    check_renderable(plan)
+    check_renderable(plan, scene)
     resolved_device = str(resolve_device(device))
     root = Path(out_dir) if out_dir else default_run_dir(source)
     ensure_writable(root)
@@ -33,9 +33,10 @@ def prepare_run(scene_path: str, out_dir: str | None, device: str, overrides: tu
     plan_doc = plan.to_dict()
     plan_doc["keys"] = plan_keys(scene, plan, fork_base_keys(paths))
     atomic_write_text(paths.plan_json, json.dumps(plan_doc, indent=1) + "\n")
-    get_run_logger().info(
-        "%s: %d frames at %g fps -> %s", source.name, len(plan.frames), plan.fps, paths.root
-    )
+    logger = get_run_logger()
+    for note in scene.notes:
+        logger.info("%s: %s", source.name, note)
+    logger.info("%s: %d frames at %g fps -> %s", source.name, len(plan.frames), plan.fps, paths.root)
     return RunRef(
         run_dir=str(paths.root),
         scene_path=str(source),

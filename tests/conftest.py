@@ -22,6 +22,19 @@ def stand_in_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_stand_in(tmp_path_factory.mktemp("stand-in") / "clip", seed=0)
 
 
+@pytest.fixture(scope="session")
+def vqgan_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with tiny random-weight VQGANs in taming's layout: ``vqgan/imagenet.*`` (f16) and
+    ``vqgan/openimages.*`` (gumbel f8). Skips the test when the ``[vqgan]`` extra is not installed."""
+    pytest.importorskip("diffusers")
+    from pytti_engine.image_params.vqgan import write_vqgan_stand_in
+
+    folder = tmp_path_factory.mktemp("models")
+    write_vqgan_stand_in(folder, name="imagenet", kind="vq", seed=0)
+    write_vqgan_stand_in(folder, name="openimages", kind="gumbel", seed=1)
+    return folder
+
+
 @pytest.fixture
 def write_scene(tmp_path: Path, stand_in_dir: Path) -> Callable[..., Path]:
     """Write a small scene file using the stand-in perceptor; ``body`` is extra YAML."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from pytti_engine.image_params.base import ImageConfig, ImageModelName, ImageParam
 from pytti_engine.image_params.palette import PaletteImage
 from pytti_engine.image_params.rgb import RGBImage
+
+if TYPE_CHECKING:
+    from pytti_engine.image_params.vqgan import VQGANModel
 
 __all__ = [
     "ImageConfig",
@@ -22,15 +25,21 @@ __all__ = [
 
 
 def make_image(
-    config: ImageConfig, generator: torch.Generator, device: torch.device, init: torch.Tensor | None = None
+    config: ImageConfig,
+    generator: torch.Generator,
+    device: torch.device,
+    init: torch.Tensor | None = None,
+    vqgan: VQGANModel | None = None,
 ) -> ImageParam:
     """Build the configured image model: from ``init`` (1, 3, H, W) when given, else random.
 
     Args:
         config: which model and its settings.
-        generator: the source of the random start (RGB: uniform noise; palette: brightness/choice).
+        generator: the source of the random start (RGB: uniform noise; palette: brightness/choice;
+            VQGAN: codebook entries).
         device: where the parameters live.
         init: a start picture at the output size, or ``None``.
+        vqgan: the loaded VQGAN (``image_model: vqgan`` only).
 
     Returns:
         The image model.
@@ -44,11 +53,27 @@ def make_image(
         if init is not None:
             image.encode(init.to(device))
         return image
+    if config.image_model == "vqgan":
+        return _vqgan_image(config, vqgan, generator, None if init is None else init.to(device))
     raise ValueError(f"unknown image_model {config.image_model!r}")
 
 
+def _vqgan_image(
+    config: ImageConfig, vqgan: VQGANModel | None, generator: torch.Generator, init: torch.Tensor | None
+) -> ImageParam:
+    from pytti_engine.image_params.vqgan import VQGANImage
+
+    if vqgan is None:
+        raise ValueError("image_model: vqgan needs the loaded VQGAN model")
+    return VQGANImage(config, vqgan, generator, init)
+
+
 def image_from_state(
-    kind: str, config: dict[str, Any] | None, state: dict[str, torch.Tensor], device: torch.device
+    kind: str,
+    config: dict[str, Any] | None,
+    state: dict[str, torch.Tensor],
+    device: torch.device,
+    vqgan: VQGANModel | None = None,
 ) -> ImageParam:
     """Rebuild an image model exactly from a checkpoint's ``image_kind``, ``image_config`` and state.
 
@@ -58,6 +83,7 @@ def image_from_state(
             configs were stored (RGB only: the config is read off the pixel tensor).
         state: the model's :meth:`state_dict`.
         device: where to put the tensors.
+        vqgan: the loaded VQGAN, for a ``vqgan`` checkpoint.
 
     Returns:
         The image model with every tensor restored.
@@ -76,6 +102,8 @@ def image_from_state(
         image = RGBImage(torch.zeros(1, 3, cfg.height, cfg.width, device=device), cfg)
     elif kind == PaletteImage.kind:
         image = PaletteImage(cfg, torch.Generator().manual_seed(0), device)
+    elif kind == "vqgan":
+        image = _vqgan_image(cfg, vqgan, torch.Generator().manual_seed(0), None)
     else:
         raise ValueError(f"unknown image model kind {kind!r}")
     image.load_state_dict(state)

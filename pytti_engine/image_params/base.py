@@ -15,7 +15,8 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-ImageModelName = Literal["unlimited_palette", "limited_palette"]
+ImageModelName = Literal["unlimited_palette", "limited_palette", "vqgan"]
+VQGANWarp = Literal["pixels", "latent"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class ImageConfig:
         random_initial_palette: limited_palette: uniform random palettes instead of grey ramps.
         lock_palette: limited_palette: freeze the initial (or target) palette.
         ema_decay: decay of the parameter EMA that output frames show; ``None`` = no EMA.
+        vqgan_model: vqgan: the model's name (``imagenet``, ... or ``custom``).
+        vqgan_warp: vqgan: ``pixels`` (decode, warp, re-encode: PyTTI's) or ``latent`` (warp the latent
+            grid).
     """
 
     image_model: ImageModelName = "unlimited_palette"
@@ -49,6 +53,8 @@ class ImageConfig:
     random_initial_palette: bool = False
     lock_palette: bool = False
     ema_decay: float | None = None
+    vqgan_model: str | None = None
+    vqgan_warp: VQGANWarp = "pixels"
 
     def __post_init__(self) -> None:
         if self.pixel_size < 1 or self.width % self.pixel_size or self.height % self.pixel_size:
@@ -66,8 +72,15 @@ class ImageConfig:
         return self.height // self.pixel_size, self.width // self.pixel_size
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly values (stored in checkpoints)."""
-        return dict(self.__dict__)
+        """JSON-friendly values (stored in checkpoints); the VQGAN fields only for a VQGAN."""
+        out = dict(self.__dict__)
+        if self.image_model != "vqgan":
+            for name in _VQGAN_FIELDS:
+                del out[name]
+        return out
+
+
+_VQGAN_FIELDS = ("vqgan_model", "vqgan_warp")
 
 
 class ImageParam(Protocol):

@@ -20,8 +20,12 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     PlainSerializer,
+    PrivateAttr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -33,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from pytti_engine.scene.expr import Expr, Interpolation, reserved_names, scene_names
 from pytti_engine.scene.prompt_dsl import PromptError, PromptSpec, parse_prompts
 from pytti_engine.scene.source import SourceRef, SourceText, locate
+from pytti_engine.vqgan_files import KNOWN_VQGANS, vqgan_factor
 
 AnimationMode = Literal["off", "2d", "3d", "video"]
 InfillMode = Literal["mirror", "wrap", "black", "smear"]
@@ -447,7 +452,10 @@ def _check_weights(value: Path | None, info: ValidationInfo) -> Path | None:
 
 # ---- engine keys (issue 8: image models, losses, optimizer; docs/engine.md) -------------------------
 
-ImageModel = Literal["unlimited_palette", "limited_palette"]
+ImageModel = Literal["unlimited_palette", "limited_palette", "vqgan"]
+VQGANName = Literal["imagenet", "wikiart", "sflckr", "coco", "openimages"]
+VQGANWarp = Literal["pixels", "latent"]
+DEFAULT_VQGAN = "imagenet"
 BorderMode = Literal["clamp", "mirror", "wrap", "black", "smear"]
 
 
@@ -468,6 +476,76 @@ class DirectImagePrompt(_Model):
     )
     weight: float = Field(1.0, strict=True, description="loss weight; negative pushes away")
     stop: float | None = Field(None, strict=True, description="gradient gate as for prompts; none = no gate")
+
+
+def _check_model_file(value: Path, info: ValidationInfo) -> Path:
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise _custom_error(f"file not found: {path}")
+    return path
+
+
+class VQGANFilePair(_Model):
+    """Any taming-transformers VQGAN: its model config and its Lightning checkpoint."""
+
+    config: Annotated[Path, AfterValidator(_check_model_file)] = Field(
+        description="the taming model config (.yaml), relative to the scene file"
+    )
+    checkpoint: Annotated[Path, AfterValidator(_check_model_file)] = Field(
+        description="the checkpoint (.ckpt with a state_dict), relative to the scene file"
+    )
+
+
+def _known_vqgan_name(value: Any) -> Any:
+    if isinstance(value, str) and value not in KNOWN_VQGANS:
+        import difflib
+
+        close = difflib.get_close_matches(value, list(KNOWN_VQGANS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise _custom_error(
+            f"unknown VQGAN '{value}'{hint}: one of {', '.join(KNOWN_VQGANS)}, "
+            "or {config: FILE.yaml, checkpoint: FILE.ckpt}"
+        )
+    return value
+
+
+def _vqgan_branch(value: Any) -> str:
+    return "name" if isinstance(value, str) else "files"
+
+
+VQGANModel = Annotated[
+    Annotated[VQGANName, Tag("name")] | Annotated[VQGANFilePair, Tag("files")], Discriminator(_vqgan_branch)
+]
+
+
+def _check_models_dir(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    if not path.is_dir():
+        raise _custom_error(f"models_dir folder not found: {path}")
+    return path
+
+
+def _round_size(data: Mapping[str, Any], info: ValidationInfo) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """vqgan: width/height rounded down to the model's factor (as PyTTI does), and what was rounded."""
+    model = data.get("vqgan_model") or DEFAULT_VQGAN
+    factor = vqgan_factor(model, _base_dir(info)) if isinstance(model, str | Mapping) else None
+    if factor is None:
+        return dict(data), ()
+    out, notes = dict(data), []
+    for key in ("width", "height"):
+        value = data.get(key, Scene.model_fields[key].default)
+        if isinstance(value, bool) or not isinstance(value, int) or value % factor == 0:
+            continue
+        if value < factor:
+            message = f"{key} must be at least {factor} for this VQGAN (its latent cells are {factor} pixels)"
+            raise PydanticCustomError("scene_value", "{message}", {"message": message, "loc": (key,)})
+        out[key] = value // factor * factor
+        notes.append(
+            f"{key} {value} rounded down to {out[key]} (a multiple of the VQGAN's {factor}-pixel cells)"
+        )
+    return out, tuple(notes)
 
 
 # ---- end of engine keys (helpers) ----
@@ -502,7 +580,8 @@ class Scene(_Model):
     # ---- engine keys (issue 8; docs/engine.md) ----
     image_model: ImageModel = Field(
         "unlimited_palette",
-        description="unlimited_palette (free RGB) or limited_palette (pixel-art palettes)",
+        description="unlimited_palette (free RGB), limited_palette (pixel-art palettes) or vqgan "
+        "(a VQGAN's latent grid: see vqgan_model)",
     )
     pixel_size: int = Field(
         1,
@@ -554,10 +633,59 @@ class Scene(_Model):
         "clamp", description="cutouts past the edge: clamp, mirror, wrap, black, smear"
     )
     mixed_precision: bool = Field(True, description="CUDA only: bf16 autocast for the perceptor forward")
+    vqgan_model: Annotated[VQGANModel | None, BeforeValidator(_known_vqgan_name)] = Field(
+        None,
+        description="vqgan: imagenet (default), wikiart, sflckr, coco, openimages (gumbel f8), or "
+        "{config: FILE.yaml, checkpoint: FILE.ckpt} for any taming-transformers VQGAN",
+    )
+    models_dir: Annotated[Path | None, AfterValidator(_check_models_dir)] = Field(
+        None,
+        description="folder holding vqgan/<name>.yaml and .ckpt (PyTTI's models_parent_dir); also searched: "
+        "$PYTTI_MODELS_DIR, ~/.cache, the Hugging Face cache",
+    )
+    vqgan_warp: VQGANWarp = Field(
+        "pixels",
+        description="vqgan: how motion moves the image: pixels (decode, warp, re-encode: PyTTI's) or "
+        "latent (warp the latent grid and Adam's moments: no encoder pass)",
+    )
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _vqgan_grid(cls, data: Any, handler: ModelWrapValidatorHandler[Scene], info: ValidationInfo) -> Scene:
+        notes: tuple[str, ...] = ()
+        if isinstance(data, Mapping) and data.get("image_model") == "vqgan":
+            data, notes = _round_size(data, info)
+        scene = handler(data)
+        if notes:
+            scene._notes = notes
+        return scene
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What validation changed and the user should hear about (a VQGAN size rounded down)."""
+        return self._notes
+
+    @property
+    def vqgan(self) -> str | VQGANFilePair:
+        """The VQGAN a ``vqgan`` scene uses (``vqgan_model``, ``imagenet`` when unset)."""
+        return self.vqgan_model or DEFAULT_VQGAN
 
     @model_validator(mode="after")
     def _engine_keys_fit(self) -> Scene:
         problems = []
+        if self.image_model == "vqgan" and self.pixel_size != 1:
+            problems.append(
+                (
+                    "pixel_size",
+                    "vqgan renders at width x height; pixel_size must be 1 (PyTTI's pixel_size multiplies "
+                    "the VQGAN's resolution, which width/height already are here)",
+                )
+            )
+        if self.image_model != "vqgan" and self.vqgan_model is not None:
+            problems.append(("vqgan_model", "vqgan_model needs image_model: vqgan"))
+        if self.image_model != "vqgan" and self.vqgan_warp != "pixels":
+            problems.append(("vqgan_warp", "vqgan_warp needs image_model: vqgan"))
         if self.width % self.pixel_size or self.height % self.pixel_size:
             problems.append(
                 ("pixel_size", f"width and height must be multiples of pixel_size {self.pixel_size}")
@@ -806,4 +934,5 @@ __all__ = [
     "SourceRef",
     "Stabilization",
     "Stage",
+    "VQGANFilePair",
 ]
