@@ -27,6 +27,7 @@ from pytti_engine.errors import SceneError
 from pytti_engine.scene.expr import Expr, ExprError, compile_expression
 from pytti_engine.scene.load import yaml_syntax_error
 from pytti_engine.scene.schema import AnimationMode, Scene
+from pytti_engine.vqgan_files import KNOWN_VQGANS
 
 #: pytti-core's ``default.yaml`` values (``seed`` is random there).
 PYTTI_DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -330,13 +331,21 @@ class _Converter:
 
     def image_model(self) -> None:
         model = str(self.get("image_model"))
-        ours = {"Unlimited Palette": "unlimited_palette", "Limited Palette": "limited_palette"}.get(model)
+        ours = {
+            "Unlimited Palette": "unlimited_palette",
+            "Limited Palette": "limited_palette",
+            "VQGAN": "vqgan",
+        }.get(model)
         if ours is None or "image_model" not in Scene.model_fields:
             if model != "Unlimited Palette":
                 self.warn(f"image_model: {model!r} is not supported; using unlimited-palette RGB")
             self.get("vqgan_model")
             return
         self.put_if_not_default("image_model", ours, "image_model")
+        if ours == "vqgan":
+            self.vqgan()
+            return
+        self.get("vqgan_model")  # pytti ignores it for the other image models, and so do we
         if ours != "limited_palette":
             return
         for key in PALETTE_SETTINGS:
@@ -345,6 +354,34 @@ class _Converter:
         if target:
             self.put("target_palette", str(target), "target_palette")
             self.warn("target_palette: paths are now relative to the scene file's folder")
+
+    def vqgan(self) -> None:
+        """``vqgan_model``, PyTTI's VQGAN resolution (pixel_size multiplies it), and ``models_parent_dir``."""
+        name = str(self.get("vqgan_model"))
+        known = KNOWN_VQGANS.get(name)
+        if known is None:
+            self.warn(f"vqgan_model: {name!r} is not one of {', '.join(KNOWN_VQGANS)}; using imagenet")
+            known = KNOWN_VQGANS["imagenet"]
+        self.put("vqgan_model", known.name, "vqgan_model")
+        self.scene.pop("pixel_size", None)  # width/height already carry it: PyTTI's VQGAN renders that large
+        for key in ("width", "height"):
+            value = self.scene[key]
+            rounded = max(known.factor, value // known.factor * known.factor)
+            if rounded != value:
+                self.warn(
+                    f"{key}: {value} rounded to {rounded} (VQGAN {known.name} works in {known.factor}-pixel "
+                    "cells; PyTTI rounds down too)"
+                )
+                self.scene[key] = rounded
+        if "learning_rate" not in self.scene:  # pytti's null: the model's own rate
+            self.scene["learning_rate"] = 0.15 if known.gumbel else 0.1
+        parent = self.config.get("models_parent_dir")
+        if isinstance(parent, str) and parent.strip() and not parent.strip().startswith("${user_cache"):
+            self.put("models_dir", parent.strip(), "models_parent_dir")
+            self.warn(
+                "models_parent_dir: now models_dir, relative to the scene file's folder "
+                "(the VQGAN files are looked for in its vqgan/ subfolder)"
+            )
 
     def init_and_direct_prompts(self) -> None:
         init_image = self.get("init_image")

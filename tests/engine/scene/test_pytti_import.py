@@ -127,7 +127,7 @@ def test_unmapped_settings_are_reported_and_ui_settings_ignored() -> None:
     _, warnings = convert(
         """
         scenes: a
-        image_model: VQGAN
+        image_model: Deep Image Prior
         use_mmc: true
         direct_init_weight: '0.5'
         edge_stabilization_weight: ''
@@ -140,7 +140,7 @@ def test_unmapped_settings_are_reported_and_ui_settings_ignored() -> None:
     )
     text = "\n".join(warnings)
     for expected in (
-        "image_model: 'VQGAN' is not supported",
+        "image_model: 'Deep Image Prior' is not supported",
         "use_mmc / mmc_models: not supported",
         "direct_init_weight: there is no init_image; dropped",
         "my_own_key: unknown pytti-core setting",
