@@ -149,7 +149,7 @@ class RenderSettings:
             ),
             seed=scene.seed,
             steps_per_frame=scene.steps_per_frame,
-            learning_rate=scene.learning_rate,
+            learning_rate=_learning_rate(scene),
             cutouts=scene.cutouts,
             cut_pow=scene.cut_pow,
             animation=scene.animation,
@@ -218,6 +218,19 @@ def _ema_decay(scene: Any) -> float | None:
     if scene.ema_decay is None:
         return VQGAN_EMA_DECAY
     return scene.ema_decay or None
+
+
+def _learning_rate(scene: Any) -> float:
+    """The scene's ``learning_rate``; a vqgan scene that does not set one gets PyTTI's rate for its model
+    (0.1, or 0.15 for a gumbel model such as openimages)."""
+    if scene.image_model != "vqgan" or "learning_rate" in scene.model_fields_set:
+        return float(scene.learning_rate)
+    from pytti_engine.vqgan_files import KNOWN_VQGANS, read_vqgan_config
+
+    model = scene.vqgan
+    if isinstance(model, str):
+        return 0.15 if KNOWN_VQGANS[model].gumbel else 0.1
+    return read_vqgan_config(model.config).default_learning_rate
 
 
 def _vqgan_name(scene: Any) -> str | None:

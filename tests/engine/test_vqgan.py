@@ -27,7 +27,7 @@ from pytti_engine.image_params.vqgan import (
 from pytti_engine.io import png_bytes
 from pytti_engine.job import build_context, plan_keys, render_fingerprint
 from pytti_engine.motion import warp_2d_sized
-from pytti_engine.render import render_frame
+from pytti_engine.render import RenderSettings, render_frame
 from pytti_engine.scene import build_plan, load_scene_text
 from pytti_engine.vqgan_files import VQGANConfig, VQGANFiles, find_vqgan_files
 from pytti_engine.warps import Motion2D, warp_2d
@@ -293,6 +293,13 @@ def test_gumbel_model_renders_with_its_learning_rate(stand_in_dir: Path, vqgan_m
     state, pngs, ctx = _render(scene, (1, 1))
     assert state.image.z.shape == (1, 32, 4, 5) and state.image.default_learning_rate == 0.15
     assert ctx.vqgan is not None and ctx.vqgan.config.kind == "gumbel" and len(pngs) == 1
+    assert ctx.settings.learning_rate == 0.15 == state.optimizer.param_groups[0]["lr"]  # PyTTI's, unset
+    plain = load_scene_text(_vqgan_scene(stand_in_dir, vqgan_models_dir, frames=1), name="s.yaml")
+    assert RenderSettings.from_scene(plain).learning_rate == 0.1
+    chosen = load_scene_text(
+        _vqgan_scene(stand_in_dir, vqgan_models_dir, "learning_rate: 0.02\n"), name="s.yaml"
+    )
+    assert RenderSettings.from_scene(chosen).learning_rate == 0.02
 
 
 def test_manifest_record_names_model_and_sha256(model) -> None:
