@@ -176,6 +176,7 @@ def test_imported_vqgan_notebook_config_validates_and_renders(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_kill_minus_9_then_resume_a_vqgan_render_is_byte_identical(
     write_scene: Callable[..., Path], vqgan_models_dir: Path, tmp_path: Path
 ) -> None:
@@ -188,12 +189,13 @@ def test_kill_minus_9_then_resume_a_vqgan_render_is_byte_identical(
         zoom: 1.05
         """
     )
-    scene = write_scene(body, frames=8, steps=4)
+    scene = write_scene(body, frames=6, steps=3)
     reference = tmp_path / "reference"
     render_scene(RenderParams(scene_path=str(scene), out_dir=str(reference), device="cpu"))
 
     def pytti(*args: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+        env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")  # a busy 2-core machine
         env.pop("PREFECT_API_URL", None)
         return subprocess.Popen(
             [sys.executable, "-m", "flows.cli", *args],
@@ -205,16 +207,16 @@ def test_kill_minus_9_then_resume_a_vqgan_render_is_byte_identical(
 
     run = tmp_path / "run"
     proc = pytti("render", str(scene), "--out", str(run), "--device", "cpu")
-    deadline = time.monotonic() + 400
-    while not (run / "records" / "000003.json").exists():
+    deadline = time.monotonic() + 600
+    while not (run / "records" / "000002.json").exists():
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        assert time.monotonic() < deadline, "render did not reach frame 3"
+        assert time.monotonic() < deadline, "render did not reach frame 2"
         time.sleep(0.02)
     time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     done_at_kill = len(list((run / "records").glob("*.json")))
-    assert 3 <= done_at_kill < 8
+    assert 2 <= done_at_kill < 6
     resume = pytti("resume", str(run))
     out, _ = resume.communicate(timeout=600)
     assert resume.returncode == 0, out.decode()
