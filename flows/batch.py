@@ -184,7 +184,7 @@ def _fan_out(jobs: list[BatchJob], params: BatchParams, deployment: str) -> dict
     for job in jobs:
         run = run_deployment(
             name=deployment,
-            parameters={"params": _render_params(job, params).model_dump(mode="json")},
+            parameters={"params": _render_params(job, params).model_dump(mode="json", exclude_none=True)},
             timeout=0,
             as_subflow=True,
         )

@@ -78,33 +78,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plot(plan: Plan, out: Path) -> int:
-    try:
-        import matplotlib
+    from tasks.plan_chart import plan_chart_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:
+        png = plan_chart_png(plan, dpi=100)
     except ImportError:
         return _fail("--plot needs matplotlib, which is not installed: pip install matplotlib")
-    table = plan_columns(plan)
-    t = [row[1] for row in table.rows]
-    fig, (motion, prompts) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
-    prompt_names = [n for n in table.names[3:] if n.startswith(("weight[", "stop["))]
-    camera_names = [n for n in table.names[3:] if n not in prompt_names]
-    for axis, names in ((motion, camera_names), (prompts, prompt_names)):
-        for name in names:
-            i = table.names.index(name)
-            axis.plot(t, [float("nan") if row[i] is None else row[i] for row in table.rows], label=name)
-        if names:
-            axis.legend(fontsize="small", loc="best")
-    motion.set_title("camera")
-    prompts.set_title("prompts")
-    prompts.set_xlabel("t (s)")
+    if png is None:
+        print(f"{out}: not written, nothing in the plan changes over time", file=sys.stderr)
+        return EXIT_OK
     try:
-        fig.savefig(out, dpi=100)
+        out.write_bytes(png)
     except OSError as e:
         return _fail(f"{out}: cannot write plot: {e.strerror or e}")
-    finally:
-        plt.close(fig)
     return EXIT_OK
 
 

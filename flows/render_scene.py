@@ -14,6 +14,7 @@ from pytti_engine.rundir import RunLock, RunPaths, remove_stale_temp_files
 from tasks.audio import prepare_media_task
 from tasks.precompute import flow_chunks, source_flows_task
 from tasks.publish import (
+    figure,
     frame_done_update,
     publish_plan_curves,
     publish_summary,
@@ -74,7 +75,11 @@ def plan_rows(run: RunRef, limit: int = 200) -> list[dict[str, object]]:
     step = max(1, -(-len(frames) // limit))
     rows: list[dict[str, object]] = []
     for f in frames[::step]:
-        row: dict[str, object] = {k: v for k, v in f.to_dict().items() if isinstance(v, int | float)}
-        row["prompts"] = " | ".join(f"{p.text}:{p.weight:g}" for p in f.prompts)
+        row: dict[str, object] = {
+            k: v if isinstance(v, int) else figure(v)
+            for k, v in f.to_dict().items()
+            if isinstance(v, int | float)
+        }
+        row["prompts"] = " | ".join(f"{p.text}:{figure(p.weight):g}" for p in f.prompts)
         rows.append(row)
     return rows

@@ -1,15 +1,24 @@
-"""What a render shows in Prefect: progress, the latest frame, a contact sheet, tables, the manifest."""
+"""What a render shows in Prefect: progress, the latest frame, a contact sheet, tables, the video.
+
+Every artifact key of a render is ``<scene stem>-<8 hex digits of its run directory>-<kind>``, so
+renders of different scenes, or of one scene into different folders, never share a key's history.
+The latest frame is one markdown artifact per run, updated in place (frame k/N), not a new card per
+update.
+"""
 
 import base64
+import hashlib
 import io
 import json
+import socket
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
+from uuid import UUID
 
-from PIL import Image, ImageDraw
+from PIL import Image
 from prefect import task
 from prefect.artifacts import (
-    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -18,53 +27,105 @@ from prefect.artifacts import (
 
 from pytti_engine.io import atomic_write_bytes, atomic_write_text
 from pytti_engine.manifest import build_manifest, manifest_metadata
-from pytti_engine.scene.report import plan_columns
 from tasks.records import FrameRecord, RunRef
 from tasks.resident import job_for
 
-THUMB = 96
+LATEST_PX = 384
+"""The latest frame is shown at most this big (small frames are enlarged, pixels kept sharp)."""
+SHEET_PX = 160
+"""Contact-sheet thumbnails fit in this square."""
+PREVIEW_PX = 256
+"""The animated preview of the video fits in this square."""
+PREVIEW_BUDGET = 2_000_000
+"""At most this many bytes of animated preview go into the video artifact (else fewer frames)."""
 
 
-def _slug(run: RunRef) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
+class ProgressRef(NamedTuple):
+    """The ids of a render's two live artifacts: the progress bar and the latest-frame view."""
+
+    progress: str
+    latest: str
+
+
+def artifact_key(run: RunRef, kind: str) -> str:
+    """``<stem>-<8 hex of the run directory>-<kind>``: lowercase letters, digits and dashes only."""
     stem = "".join(c if c.isalnum() else "-" for c in run.video_stem.lower()).strip("-") or "scene"
-    return stem[:40]
+    digest = hashlib.sha256(str(Path(run.run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{stem[:32].strip('-')}-{digest}-{kind}"
 
 
-def _data_uri(image: Image.Image) -> str:
+def figure(value: float | None, digits: int = 4) -> float | None:
+    """``value`` rounded to ``digits`` significant figures (``None`` stays ``None``)."""
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
+def run_title(run: RunRef) -> str:
+    """The scene's ``title``, else its file name stem."""
+    return job_for(run).scene.title or run.video_stem
+
+
+def _data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    image.save(buf, format=fmt, **({"quality": 88} if fmt == "JPEG" else {}))
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _thumb(path: Path) -> Image.Image:
+def _fit(path: Path, box: int, enlarge: bool = False) -> Image.Image:
+    """The image at ``path`` scaled to fit ``box``² (enlarged with sharp pixels when ``enlarge``)."""
     with Image.open(path) as im:
         im = im.convert("RGB")
-        im.thumbnail((THUMB, THUMB))
-        return im
+    scale = box / max(im.size)
+    if scale < 1 or (enlarge and scale >= 2):
+        scale = scale if scale < 1 else int(scale)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
+    return im
 
 
-def start_progress(run: RunRef) -> str:
-    """A progress artifact for this render (0 %)."""
-    return str(
-        create_progress_artifact(0.0, key=f"{_slug(run)}-progress", description=f"frames of {run.video_stem}")
+def start_progress(run: RunRef) -> ProgressRef:
+    """The render's progress bar (0 %) and its latest-frame view (waiting for frame 1)."""
+    title = run_title(run)
+    progress = create_progress_artifact(
+        0.0, key=artifact_key(run, "progress"), description=f"{title}: frame 0/{run.frame_count}"
     )
+    latest = create_markdown_artifact(
+        f"### {title}: waiting for frame 1/{run.frame_count}\n\nrun directory `{run.run_dir}`\n",
+        key=artifact_key(run, "latest"),
+        description=f"{title}: latest frame 0/{run.frame_count}",
+    )
+    return ProgressRef(str(progress), str(latest))
 
 
-def frame_done_update(run: RunRef, progress_id: str, record: FrameRecord, every: int) -> None:
-    """Advance the progress bar; every ``every`` frames publish the latest frame and a contact sheet."""
-    update_progress_artifact(progress_id, 100.0 * record.index / run.frame_count)
-    if record.index % every and record.index != run.frame_count:
+def frame_done_update(run: RunRef, progress: ProgressRef, record: FrameRecord, every: int) -> None:
+    """Advance the progress bar; every ``every`` frames (and at the last) update the latest-frame view."""
+    k, n = record.index, run.frame_count
+    title = run_title(run)
+    update_progress_artifact(UUID(progress.progress), 100.0 * k / n, description=f"{title}: frame {k}/{n}")
+    if k % every and k != n:
         return
-    sheet = contact_sheet(run, record.index)
-    latest = _thumb(Path(record.png))
-    create_markdown_artifact(
-        f"### {run.video_stem}: frame {record.index}/{run.frame_count}\n\n"
-        f"![frame {record.index}]({_data_uri(latest)})\n\n"
-        f"loss {record.loss if record.loss is not None else '-'} · `{record.png}`\n\n"
-        f"#### Contact sheet\n\n![contact sheet]({_data_uri(sheet)})\n",
-        key=f"{_slug(run)}-latest",
-        description="latest frame and contact sheet",
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactUpdate
+
+    markdown = latest_markdown(run, record, title)
+    with get_client(sync_client=True) as client:
+        client.update_artifact(
+            UUID(progress.latest),
+            ArtifactUpdate(data=markdown, description=f"{title}: latest frame {k}/{n}"),
+        )
+
+
+def latest_markdown(run: RunRef, record: FrameRecord, title: str) -> str:
+    """The latest-frame view: frame k/N with its percentage, the frame, its loss, a contact sheet."""
+    k, n = record.index, run.frame_count
+    sheet = contact_sheet(run, k)
+    latest = _fit(Path(record.png), LATEST_PX, enlarge=True)
+    loss = f"loss {figure(record.loss):g}" if record.loss is not None else "loss -"
+    state = "kept from an earlier render" if record.skipped else f"{record.seconds:.1f} s"
+    return (
+        f"### {title}: frame {k}/{n} ({100 * k / n:.0f} %)\n\n"
+        f"![frame {k} of {n}]({_data_uri(latest)})\n\n"
+        f"{loss} · {state} · `{record.png}`\n\n"
+        f"#### Contact sheet, frames 1 to {k}\n\n![contact sheet]({_data_uri(sheet)})\n"
     )
 
 
@@ -72,10 +133,10 @@ def contact_sheet(run: RunRef, upto: int, columns: int = 4, count: int = 12) -> 
     """Thumbnails of up to ``count`` frames spread over 1..upto, also saved as ``contact-sheet.png``."""
     paths = job_for(run).paths
     picks = sorted({1 + round(i * (upto - 1) / max(1, count - 1)) for i in range(count)}) if upto > 1 else [1]
-    thumbs = [_thumb(paths.frame_png(i)) for i in picks]
+    thumbs = [_fit(paths.frame_png(i), SHEET_PX, enlarge=True) for i in picks]
     w, h = thumbs[0].size
     rows = -(-len(thumbs) // columns)
-    sheet = Image.new("RGB", (columns * w, rows * h), "black")
+    sheet = Image.new("RGB", (min(columns, len(thumbs)) * w, rows * h), "black")
     for n, thumb in enumerate(thumbs):
         sheet.paste(thumb, ((n % columns) * w, (n // columns) * h))
     buf = io.BytesIO()
@@ -105,70 +166,95 @@ def write_manifest_task(run: RunRef) -> dict[str, str]:
     return manifest_metadata(manifest)
 
 
-CURVE_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
-
-
-def plan_curves(run: RunRef, width: int = 640, row_height: int = 54) -> Image.Image | None:
-    """Small multiples of every plan column that changes over time (one strip each), or ``None``."""
-    table = plan_columns(job_for(run).plan)
-    series = []
-    for i, name in enumerate(table.names):
-        if name in ("frame", "t", "scene"):
-            continue
-        values = [row[i] for row in table.rows]
-        nums = [float(v) if isinstance(v, int | float) else float("nan") for v in values]
-        finite = [v for v in nums if v == v]
-        if len(finite) > 1 and max(finite) != min(finite):
-            series.append((name, nums, min(finite), max(finite)))
-    if not series:
-        return None
-    chart = Image.new("RGB", (width, row_height * len(series)), "white")
-    draw = ImageDraw.Draw(chart)
-    for k, (name, nums, lo, hi) in enumerate(series[:12]):
-        top = k * row_height
-        draw.line([(0, top + row_height - 1), (width, top + row_height - 1)], fill="#dddddd")
-        points = [
-            (
-                i * (width - 1) / max(1, len(nums) - 1),
-                top + 14 + (row_height - 20) * (1 - (v - lo) / (hi - lo)),
-            )
-            for i, v in enumerate(nums)
-            if v == v
-        ]
-        draw.line(points, fill=CURVE_COLOURS[k % len(CURVE_COLOURS)], width=2)
-        draw.text((4, top + 1), f"{name}  [{lo:g} .. {hi:g}]", fill="black")
-    return chart
-
-
 def publish_plan_curves(run: RunRef) -> None:
-    """A markdown artifact with the plan's time-varying values drawn as curves."""
-    chart = plan_curves(run)
-    if chart is not None:
-        create_markdown_artifact(
-            f"### Plan of {run.video_stem}\n\n![plan curves]({_data_uri(chart)})\n",
-            key=f"{_slug(run)}-plan-curves",
-            description="every value of the plan that varies over time, per frame",
-        )
+    """A markdown artifact with a chart of every plan value that changes over time."""
+    from tasks.plan_chart import plan_chart_png
+
+    title = run_title(run)
+    png = plan_chart_png(job_for(run).plan)
+    if png is None:
+        body = "Nothing in the plan changes over time (no camera motion, constant prompt weights).\n"
+    else:
+        body = f"![plan chart](data:image/png;base64,{base64.b64encode(png).decode()})\n"
+    create_markdown_artifact(
+        f"### Plan of {title}\n\n{body}",
+        key=artifact_key(run, "plan-chart"),
+        description=f"{title}: every value that changes over time, per frame",
+    )
 
 
 def publish_summary(
     run: RunRef, records: Sequence[FrameRecord], video: str, plan_rows: list[dict[str, object]]
 ) -> None:
-    """Table artifacts of per-frame losses/timings and of the plan, and a link to the video."""
-    slug = _slug(run)
+    """Table artifacts of per-frame losses/timings and of the plan, and where the video is."""
+    title = run_title(run)
     create_table_artifact(
         [
             {
                 "frame": r.index,
-                "loss": r.loss,
-                "seconds": round(r.seconds, 3),
+                "loss": figure(r.loss),
+                "seconds": round(r.seconds, 2),
                 "kept": r.skipped,
                 "sha256": r.png_sha256[:12],
             }
             for r in records
         ],
-        key=f"{slug}-frames",
-        description="per-frame loss and timing",
+        key=artifact_key(run, "frames"),
+        description=f"{title}: per-frame loss and time",
     )
-    create_table_artifact(plan_rows, key=f"{slug}-plan", description="the plan: resolved values per frame")
-    create_link_artifact(Path(video).resolve().as_uri(), link_text=Path(video).name, key=f"{slug}-video")
+    create_table_artifact(
+        plan_rows, key=artifact_key(run, "plan"), description=f"{title}: the plan, values per frame"
+    )
+    create_markdown_artifact(
+        video_markdown(run, Path(video), title),
+        key=artifact_key(run, "video"),
+        description=f"{title}: the video, on {socket.gethostname()}",
+    )
+
+
+def video_markdown(run: RunRef, video: Path, title: str) -> str:
+    """Where the video is (host and path, how to copy it) and an animated preview that plays inline.
+
+    Browsers refuse ``file://`` links from a web page, and the Prefect UI shows images only, so the
+    playable copy is an animated GIF of the frames (at most 256 px, within :data:`PREVIEW_BUDGET`).
+    """
+    host = socket.gethostname()
+    path = video.resolve()
+    size = path.stat().st_size if path.is_file() else 0
+    fps = job_for(run).scene.fps
+    lines = [
+        f"### Video: {title}",
+        "",
+        f"**host** `{host}` · **path** `{path}`",
+        "",
+        f"{size / 1e6:.1f} MB · {run.frame_count} frames · {run.frame_count / fps:.1f} s at {fps:g} fps",
+        "",
+        f"Copy it: `scp {host}:{path} .`",
+        "",
+    ]
+    preview = animated_preview(run)
+    if preview is not None:
+        lines += ["#### Preview (frames, reduced)", "", f"![animated preview of the video]({preview})", ""]
+    return "\n".join(lines)
+
+
+def animated_preview(run: RunRef, budget: int = PREVIEW_BUDGET) -> str | None:
+    """A ``data:image/gif`` URI playing the frames at the scene's speed, or ``None`` if none fits."""
+    paths = job_for(run).paths
+    fps = job_for(run).scene.fps
+    for count in (120, 60, 24):
+        step = max(1, -(-run.frame_count // count))
+        indices = range(1, run.frame_count + 1, step)
+        images = [_fit(paths.frame_png(i), PREVIEW_PX, enlarge=True) for i in indices]
+        buf = io.BytesIO()
+        images[0].save(
+            buf,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 * step / fps),
+            loop=0,
+        )
+        if len(buf.getvalue()) * 4 // 3 <= budget:
+            return "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode()
+    return None

@@ -204,30 +204,6 @@ def test_out_of_memory_is_retried_and_recorded(
     assert json.loads((out / "records" / "000002.json").read_text())["attempts"] == 2
 
 
-def test_render_publishes_progress_frames_tables_curves_and_video_link(
-    write_scene: Callable[..., Path], tmp_path: Path
-) -> None:
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    scene = write_scene(MOVING, name="art.yaml", frames=3)
-    state = render_scene(_params(scene, tmp_path / "run"), return_state=True)
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
-            )
-        )
-    by_key = {a.key: a for a in artifacts}
-    assert {"art-progress", "art-latest", "art-frames", "art-plan", "art-plan-curves", "art-video"} <= set(
-        by_key
-    )
-    assert by_key["art-progress"].data == 100.0
-    assert "data:image/png;base64," in str(by_key["art-latest"].data)
-    assert "data:image/png;base64," in str(by_key["art-plan-curves"].data)
-    assert str(by_key["art-video"].data).endswith("/run/art.mp4)")
-    assert (tmp_path / "run" / "contact-sheet.png").is_file()
-
-
 def test_a_frame_over_its_timeout_fails_the_render_at_that_frame(
     write_scene: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

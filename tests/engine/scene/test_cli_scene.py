@@ -195,41 +195,22 @@ def test_the_scene_cli_imports_no_prefect_torch_or_matplotlib() -> None:
     assert result.stdout.strip() == "[]"
 
 
-class _FakeAxis:
-    def __init__(self, calls: list[str]) -> None:
-        self.calls = calls
-
-    def plot(self, x: list[float], y: list[float], label: str) -> None:
-        assert len(x) == len(y)
-        self.calls.append(f"plot {label}")
-
-    def legend(self, **kw: object) -> None:
-        self.calls.append("legend")
-
-    def set_title(self, title: str) -> None:
-        self.calls.append(f"title {title}")
-
-    def set_xlabel(self, label: str) -> None:
-        self.calls.append(f"xlabel {label}")
-
-
-def test_plot_draws_camera_and_prompt_curves(
-    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_plot_draws_a_chart_of_the_varying_values(
+    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--plot with a stand-in for matplotlib (not installed here): the curves and the file."""
-    import types
+    """--plot writes the same chart as the render's plan artifact: one line per varying value."""
+    from PIL import Image
 
-    calls: list[str] = []
-    figure = types.SimpleNamespace(savefig=lambda path, dpi: Path(path).write_bytes(b"png"))
-    pyplot = types.SimpleNamespace(
-        subplots=lambda *a, **k: (figure, (_FakeAxis(calls), _FakeAxis(calls))),
-        close=lambda fig: calls.append("close"),
-    )
-    matplotlib = types.SimpleNamespace(use=lambda backend: calls.append(f"use {backend}"), pyplot=pyplot)
-    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+    from pytti_engine.scene import build_plan, load_scene
+    from tasks.plan_chart import varying_series
+
     out = tmp_path / "curves.png"
     code, _, err = run(["plan", str(good), "--plot", str(out)], capsys)
-    assert (code, err) == (0, "") and out.read_bytes() == b"png"
-    assert calls[0] == "use Agg" and calls[-1] == "close"
-    assert "plot translate_x" in calls and "plot zoom" in calls and "plot weight[dawn]" in calls
+    assert (code, err) == (0, "")
+    with Image.open(out) as chart:
+        assert chart.format == "PNG" and chart.width >= 800 and chart.height >= 300
+    series, scene_starts = varying_series(build_plan(load_scene(good)))
+    names = {s.name for s in series}
+    assert {"translate_x", "weight[a lighthouse]", "weight[dawn]"} <= names
+    assert "zoom" not in names and "translate_y" not in names  # constant values get no line
+    assert scene_starts == [4], "the second scene starts at frame 4"
