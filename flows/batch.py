@@ -105,7 +105,9 @@ def batch_render(params: BatchParams) -> BatchSummary:
     # 1. Jobs: folders expanded, sweeps multiplied out, each job with its own run directory.
     jobs = plan_jobs(params.scenes, params.out_root, params.overrides, params.sweep)
     if not jobs:
-        logger.info("no scene files in %s: nothing to render", ", ".join(params.scenes))
+        note = f"nothing to render: no scene files (*.yaml, *.yml) in {', '.join(params.scenes)}"
+        logger.info(note)
+        create_markdown_artifact(f"### Batch summary\n\n{note}\n", key="batch-summary", description=note)
         return BatchSummary(rows=[])
     # 2. Validate all of them before starting any.
     checks = validate_jobs(jobs)

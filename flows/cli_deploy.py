@@ -39,8 +39,9 @@ def _run_batch(
         checks = validate_jobs.fn(plan_jobs(scenes, out_root, overrides, sweep_values))
     except PyttiError as e:
         return _error(str(e))
-    if not checks:
-        return _error(f"no scene files (*.yaml, *.yml) in {', '.join(scenes)}")
+    if not checks:  # empty folders (a nightly queue with nothing queued): done, nothing to do
+        print(f"nothing to render: no scene files (*.yaml, *.yml) in {', '.join(scenes)}")
+        return EXIT_OK
     invalid = [c for c in checks if c.error]
     for check in invalid:
         print(f"{check.job.name}: invalid\n{check.error}", file=sys.stderr)

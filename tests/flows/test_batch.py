@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 import tasks.render
 from flows.batch import BatchFailed, BatchInvalid, BatchParams, batch_render
 from pytti_engine.errors import PyttiError
 from tasks.batch import combination_name, parse_sweep, plan_jobs
 
+REPO = Path(__file__).resolve().parents[2]
 BAD = 'scenes:\n  - prompts: "a:1"\n    frames: 2\nzoom: "1 + nope(t)"\n'
 
 
@@ -85,8 +87,25 @@ def test_batch_renders_the_valid_scenes_and_resumes_the_failed_one(
 
 def test_an_empty_queue_folder_is_a_batch_with_nothing_to_do(tmp_path: Path) -> None:
     (tmp_path / "queue").mkdir()
-    summary = batch_render(BatchParams(scenes=[str(tmp_path / "queue")], out_root=str(tmp_path / "out")))
-    assert summary.rows == []
+    state = batch_render(
+        BatchParams(scenes=[str(tmp_path / "queue")], out_root=str(tmp_path / "out")), return_state=True
+    )
+    assert state.is_completed() and state.result().rows == []
+    with get_client(sync_client=True) as client:
+        (note,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert note.key == "batch-summary" and "nothing to render: no scene files" in str(note.data)
+
+
+def test_the_nightly_queue_folder_ships_with_the_repository() -> None:
+    from flows.serve import deployments_from_file
+
+    (nightly,) = deployments_from_file(only=["nightly"])
+    (queue,) = nightly.parameters["params"]["scenes"]
+    assert (REPO / queue).is_dir(), "the nightly deployment's folder is in the repository"
 
 
 def test_sweep_jobs_are_the_cartesian_product_each_in_its_own_dir(
