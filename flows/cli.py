@@ -49,7 +49,9 @@ def _check_render_inputs(scene: Path, out: Path | None, device: str, overrides: 
     return run_dir
 
 
-def _run_render(scene: Path, out: Path | None, device: str, overrides: Sequence[str]) -> int:
+def _run_render(
+    scene: Path, out: Path | None, device: str, overrides: Sequence[str], verbose: bool = False
+) -> int:
     try:
         run_dir = _check_render_inputs(scene, out, device, overrides)
     except PyttiError as e:
@@ -58,8 +60,7 @@ def _run_render(scene: Path, out: Path | None, device: str, overrides: Sequence[
     from flows import progress
     from flows.render_scene import RenderParams, render_scene
 
-    progress.install()
-
+    terminal = progress.install(verbose=verbose)
     params = RenderParams(
         scene_path=str(scene), out_dir=str(run_dir), device=device, overrides=list(overrides)
     )
@@ -69,10 +70,14 @@ def _run_render(scene: Path, out: Path | None, device: str, overrides: Sequence[
         return _error(str(e))
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: report, exit 1
         print(f"pytti: render failed: {type(e).__name__}: {e}", file=sys.stderr)
+        if (run_dir / progress.LOG_NAME).is_file():
+            print(f"pytti: the full log is in {run_dir / progress.LOG_NAME}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        terminal.close()
     print(
         f"done: {summary.video} — {summary.frames} frames ({summary.rendered} rendered, "
-        f"{summary.skipped} kept) in {summary.seconds:.1f} s"
+        f"{summary.skipped} kept) in {summary.seconds:.1f} s; log: {Path(summary.run_dir) / progress.LOG_NAME}"
     )
     return EXIT_OK
 
@@ -83,7 +88,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         from flows.cli_deploy import cmd_sweep
 
         return cmd_sweep(args)
-    return _run_render(Path(args.scene), Path(args.out) if args.out else None, args.device, args.set)
+    return _run_render(
+        Path(args.scene), Path(args.out) if args.out else None, args.device, args.set, verbose=args.verbose
+    )
 
 
 def _demo_scene() -> Path:
@@ -124,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if missing:
         print(notice, file=sys.stderr)
-    code = _run_render(scene, Path(args.out), args.device, overrides)
+    code = _run_render(scene, Path(args.out), args.device, overrides, verbose=args.verbose)
     if missing:
         print(notice, file=sys.stderr)
     return code
@@ -229,6 +236,15 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print Prefect's lines (one per task); progress then goes one line per frame",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pytti``."""
     parser = argparse.ArgumentParser(
@@ -250,11 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=V1,V2",
         help="render every combination (repeatable)",
     )
+    _add_verbose(render)
     render.set_defaults(func=cmd_render)
 
     demo = sub.add_parser("demo", help="render the bundled demo scene to renders/demo/demo.mp4")
     demo.add_argument("--out", default="renders/demo", help="run directory (default: renders/demo)")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    _add_verbose(demo)
     demo.set_defaults(func=cmd_demo)
 
     models = sub.add_parser("models", help="manage perceptor models")

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from flows.params import RenderParams, render_run_name, resolve_scene
+from flows.progress import run_log
 from pytti_engine.rundir import RunLock, RunPaths, remove_stale_temp_files
 from tasks.audio import prepare_media_task
 from tasks.precompute import flow_chunks, source_flows_task
@@ -42,7 +44,8 @@ def render_scene(params: RenderParams) -> RenderSummary:
         result_storage=results_dir(run), timeout_seconds=params.frame_timeout_s
     )
     records: list[FrameRecord] = []
-    with RunLock(Path(run.run_dir)):  # a second render into the same directory is refused
+    header = f"render {flow_run.name or ''} ({flow_run.id}): {run.scene_path} {' '.join(run.overrides)}"
+    with RunLock(Path(run.run_dir)), run_log(Path(run.run_dir), header):  # refuses a second render
         remove_stale_temp_files(RunPaths(Path(run.run_dir)))
         progress = start_progress(run)
         publish_plan_curves(run)

@@ -73,6 +73,9 @@ def test_one_latest_frame_view_rounded_tables_chart_and_video(
     preview = _image(re.search(r"\(data:image/gif;base64,[^)]+", video).group(0)[1:])
     assert preview.n_frames == 3 and preview.info["loop"] == 0
 
+    log = (tmp_path / "run" / "render.log").read_text()  # the full log stays with the render
+    assert "frame-000003: frame 3/3 rendered" in log and "assemble-video" in log
+
 
 def test_renders_of_same_named_scenes_into_different_folders_get_different_keys(
     write_scene: Callable[..., Path], tmp_path: Path
