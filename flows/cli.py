@@ -69,6 +69,10 @@ def _run_render(
     except PyttiError as e:
         return _error(str(e))
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: report, exit 1
+        from flows.cli_deploy import api_refusal
+
+        if (refusal := api_refusal(e)) is not None:
+            return _error(refusal)
         print(f"pytti: render failed: {type(e).__name__}: {e}", file=sys.stderr)
         if (run_dir / progress.LOG_NAME).is_file():
             print(f"pytti: the full log is in {run_dir / progress.LOG_NAME}", file=sys.stderr)

@@ -21,6 +21,28 @@ def _error(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def api_refusal(error: BaseException) -> str | None:
+    """The one-line message for a Prefect server that refused us (HTTP 401/403), else ``None``.
+
+    A server started with ``PREFECT_SERVER_API_AUTH_STRING`` answers 401 to clients without the
+    matching ``PREFECT_API_AUTH_STRING``.
+    """
+    import httpx
+
+    response = getattr(error, "response", None)
+    if not isinstance(error, httpx.HTTPStatusError) or response is None:
+        return None
+    if response.status_code not in (401, 403):
+        return None
+    url = os.environ.get("PREFECT_API_URL", str(response.request.url))
+    given = "a wrong" if os.environ.get("PREFECT_API_AUTH_STRING") else "no"
+    return (
+        f"the Prefect server at {url} refused the request ({response.status_code} {response.reason_phrase}): "
+        f"{given} PREFECT_API_AUTH_STRING; set it to the server's user:password "
+        "(its PREFECT_SERVER_API_AUTH_STRING)"
+    )
+
+
 def _run_batch(
     scenes: list[str],
     *,
@@ -72,6 +94,10 @@ def _run_batch(
         return EXIT_FAILURE
     except PyttiError as e:
         return _error(str(e))
+    except Exception as e:
+        if (refusal := api_refusal(e)) is None:
+            raise
+        return _error(refusal)
     print(summary.table())
     return EXIT_OK
 
