@@ -19,9 +19,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from flows.params import RenderParams
+from flows.params import RenderParams, device_choice_list
 from flows.render_scene import render_scene
 from pytti_engine.errors import PyttiError
 from tasks.batch import BatchJob, JobCheck, inspect_job, plan_jobs, validate_jobs
@@ -31,6 +31,8 @@ DEFAULT_DEPLOYMENT = "render-scene/render-one"
 
 class BatchParams(BaseModel):
     """Parameters of a batch render (the Prefect UI shows them as a form)."""
+
+    model_config = ConfigDict(json_schema_extra=device_choice_list)
 
     scenes: list[str] = Field(min_length=1, description="Scene files, or folders of *.yaml scene files")
     out_root: str = Field(default="renders", description="Each scene renders into OUT_ROOT/<scene stem>")

@@ -63,14 +63,20 @@ def form_schema(schema: dict[str, Any]) -> None:
     props: dict[str, Any] = schema["properties"]
     for prop in props.values():
         _drop_null_branch(prop)
-    props["device"]["enum"] = list(DEVICE_CHOICES)
-    props["device"].pop("pattern", None)
+    device_choice_list(schema)
     for field in SOURCE_TITLES:
         props[field]["minLength"] = 1
     shown = {k: {key: v for key, v in prop.items() if key not in CONSTRAINTS} for k, prop in props.items()}
     shown["scene_text"]["default"] = STARTER_SCENE  # see _alternative
     schema["oneOf"] = [_alternative(shown, field, title) for field, title in SOURCE_TITLES.items()]
     schema["type"] = "object"
+
+
+def device_choice_list(schema: dict[str, Any]) -> None:
+    """Show the ``device`` field of a flow's parameter model as a choice list in the form."""
+    device = schema["properties"]["device"]
+    device["enum"] = list(DEVICE_CHOICES)
+    device.pop("pattern", None)
 
 
 def _alternative(shown: dict[str, Any], field: str, title: str) -> dict[str, Any]:
