@@ -72,9 +72,17 @@ class LocalStack:
         home: the ``PREFECT_HOME`` (database, logs of the processes started here).
         port: the API port (default: a free one).
         env: extra environment for every process started here.
+        startup_timeout: seconds the server may take to answer (minutes on a busy 2-core machine).
     """
 
-    def __init__(self, home: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 120,
+    ) -> None:
+        self.startup_timeout = startup_timeout
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -97,7 +105,7 @@ class LocalStack:
         self.bin = Path(sys.executable).parent
 
     def __enter__(self) -> "LocalStack":
-        self.start_server()
+        self.start_server(self.startup_timeout)
         return self
 
     def __exit__(

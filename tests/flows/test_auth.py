@@ -45,7 +45,7 @@ def test_with_auth_the_secret_gets_in_and_nothing_else_does(
         "PREFECT_API_AUTH_STRING": SECRET,
         "OMP_NUM_THREADS": "1",
     }
-    with LocalStack(tmp_path / "prefect", env=env) as stack:
+    with LocalStack(tmp_path / "prefect", env=env, startup_timeout=420) as stack:
         # The API: refused without the secret (health probes excepted), answered with it.
         assert httpx.get(f"{stack.api_url}/health", timeout=10).status_code == 200
         assert stack.api("POST", "/flow_runs/filter", json={}).status_code == 401

@@ -63,7 +63,7 @@ def _wait(check: Callable[[], Any], timeout: float = 30) -> Any:
 def test_the_render_form_in_the_prefect_ui(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    with LocalStack(tmp_path / "prefect") as stack:
+    with LocalStack(tmp_path / "prefect", startup_timeout=420) as stack:
         stack.prefect("work-pool", "create", "pytti-gpu", "--type", "process")
         stack.prefect("deploy", "--prefect-file", "deploy/prefect.yaml", "--name", "render-one")
         deployment = stack.api("GET", "/deployments/name/render-scene/render-one").json()
