@@ -47,8 +47,8 @@ def render_scene(params: RenderParams) -> RenderSummary:
     header = f"render {flow_run.name or ''} ({flow_run.id}): {run.scene_path} {' '.join(run.overrides)}"
     with RunLock(Path(run.run_dir)), run_log(Path(run.run_dir), header):  # refuses a second render
         remove_stale_temp_files(RunPaths(Path(run.run_dir)))
-        progress = start_progress(run)
         publish_plan_curves(run)
+        progress = start_progress(run)  # the latest-frame view: the newest card, listed first
         every = max(1, run.frame_count // 8)
         prev = None
         for index in range(1, run.frame_count + 1):

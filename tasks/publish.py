@@ -100,7 +100,8 @@ def frame_done_update(run: RunRef, progress: ProgressRef, record: FrameRecord, e
     """Advance the progress bar; every ``every`` frames (and at the last) update the latest-frame view."""
     k, n = record.index, run.frame_count
     title = run_title(run)
-    update_progress_artifact(UUID(progress.progress), 100.0 * k / n, description=f"{title}: frame {k}/{n}")
+    status = f"frame {k}/{n} ({100 * k / n:.0f} %)"
+    update_progress_artifact(UUID(progress.progress), 100.0 * k / n, description=f"{title}: {status}")
     if k % every and k != n:
         return
     from prefect.client.orchestration import get_client
@@ -110,7 +111,7 @@ def frame_done_update(run: RunRef, progress: ProgressRef, record: FrameRecord, e
     with get_client(sync_client=True) as client:
         client.update_artifact(
             UUID(progress.latest),
-            ArtifactUpdate(data=markdown, description=f"{title}: latest frame {k}/{n}"),
+            ArtifactUpdate(data=markdown, description=f"{title}: latest {status}"),
         )
 
 
@@ -227,7 +228,7 @@ def video_markdown(run: RunRef, video: Path, title: str) -> str:
         "",
         f"**host** `{host}` · **path** `{path}`",
         "",
-        f"{size / 1e6:.1f} MB · {run.frame_count} frames · {run.frame_count / fps:.1f} s at {fps:g} fps",
+        f"{_size(size)} · {run.frame_count} frames · {run.frame_count / fps:.1f} s at {fps:g} fps",
         "",
         f"Copy it: `scp {host}:{path} .`",
         "",
@@ -236,6 +237,11 @@ def video_markdown(run: RunRef, video: Path, title: str) -> str:
     if preview is not None:
         lines += ["#### Preview (frames, reduced)", "", f"![animated preview of the video]({preview})", ""]
     return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    """``734 kB``, ``12.5 MB``."""
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{max(1, round(n / 1e3))} kB"
 
 
 def animated_preview(run: RunRef, budget: int = PREVIEW_BUDGET) -> str | None:

@@ -51,7 +51,8 @@ def test_one_latest_frame_view_rounded_tables_chart_and_video(
     by_kind = dict(zip(kinds, artifacts, strict=True))
 
     assert by_kind["progress"].data == 100.0
-    assert by_kind["progress"].description == "Lighthouse: storm: frame 3/3"
+    assert by_kind["progress"].description == "Lighthouse: storm: frame 3/3 (100 %)"
+    assert by_kind["latest"].description == "Lighthouse: storm: latest frame 3/3 (100 %)"
     latest = str(by_kind["latest"].data)
     assert latest.startswith("### Lighthouse: storm: frame 3/3 (100 %)")
     frame = _image(re.search(r"\(data:image/jpeg;base64,[^)]+", latest).group(0)[1:])
