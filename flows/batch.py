@@ -35,14 +35,16 @@ class BatchParams(BaseModel):
     model_config = ConfigDict(json_schema_extra=device_choice_list)
 
     scenes: list[str] = Field(min_length=1, description="Scene files, or folders of *.yaml scene files")
-    out_root: str = Field(default="renders", description="Each scene renders into OUT_ROOT/<scene stem>")
+    out_root: str = Field(
+        default="renders", description="Each scene renders into a folder named after it in here"
+    )
     device: str = Field(
         default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto, cpu or cuda:N"
     )
     overrides: list[str] = Field(default_factory=list, description="Overrides for every scene, KEY=VALUE")
     sweep: dict[str, list[str]] = Field(
         default_factory=dict,
-        description="KEY: [V1, V2, ...]; renders the cartesian product, each in OUT_ROOT/<stem>/<k=v,...>",
+        description="KEY: [V1, V2, ...]; renders every combination, each in OUT_ROOT/STEM/KEY=VALUE,...",
     )
     skip_invalid: bool = Field(default=False, description="Render the valid scenes even if some are invalid")
     deployment: str | None = Field(
