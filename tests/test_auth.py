@@ -37,6 +37,7 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # server start, two workers and a render: minutes on a busy 2-core machine
 def test_with_auth_the_secret_gets_in_and_nothing_else_does(
     tmp_path: Path, write_scene: Callable[..., Path]
 ) -> None:
