@@ -54,8 +54,8 @@ def test_with_auth_the_secret_gets_in_and_nothing_else_does(
             stack.api("POST", "/flow_runs/filter", json={}, auth=tuple(SECRET.split(":"))).status_code == 200
         )
         # Every prefect command and worker takes the secret from the environment.
-        stack.prefect("work-pool", "create", "pytti-gpu", "--type", "process")
-        stack.prefect("deploy", "--prefect-file", "deploy/prefect.yaml", "--name", "render-one")
+        stack.prefect("work-pool", "create", "pytti-gpu", "--type", "process", timeout=600)
+        stack.prefect("deploy", "--prefect-file", "deploy/prefect.yaml", "--name", "render-one", timeout=600)
 
         # A worker without the secret does not get in.
         intruder = stack.start_worker("pytti-gpu", name="no-secret", env={"PREFECT_API_AUTH_STRING": ""})

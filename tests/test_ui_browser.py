@@ -74,8 +74,8 @@ def test_the_render_form_in_the_prefect_ui(browser: Any, tmp_path: Path) -> None
     from selenium.webdriver.common.by import By
 
     with LocalStack(tmp_path / "prefect", startup_timeout=420) as stack:
-        stack.prefect("work-pool", "create", "pytti-gpu", "--type", "process")
-        stack.prefect("deploy", "--prefect-file", "deploy/prefect.yaml", "--name", "render-one")
+        stack.prefect("work-pool", "create", "pytti-gpu", "--type", "process", timeout=600)
+        stack.prefect("deploy", "--prefect-file", "deploy/prefect.yaml", "--name", "render-one", timeout=600)
         deployment = stack.api("GET", "/deployments/name/render-scene/render-one").json()
         base = stack.api_url.removesuffix("/api")
         browser.get(f"{base}/v2/deployments/deployment/{deployment['id']}/run")
