@@ -16,7 +16,7 @@ from pytti_engine.errors import PyttiError, SceneError, SceneErrors
 from pytti_engine.scene import Plan, Scene, build_plan, load_scene
 from pytti_engine.scene.json_schema import scene_json_schema_text
 from pytti_engine.scene.pytti_import import import_pytti_config
-from pytti_engine.scene.report import plan_columns, plan_csv, plan_table, summary
+from pytti_engine.scene.report import plan_csv, plan_table, summary
 from pytti_engine.vqgan_files import check_image_model
 
 EXIT_OK = 0
