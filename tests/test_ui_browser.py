@@ -109,12 +109,24 @@ def test_the_render_form_in_the_prefect_ui(browser: Any, tmp_path: Path) -> None
         _shot(browser, "form-width-5")
         assert stack.api("POST", "/flow_runs/filter", json={}).json() == []
 
-        # A valid form with a typed run name creates the run under that name.
-        _type(width, "64")
-        name = browser.find_element(By.XPATH, "//label[normalize-space()='Run Name']/following::input[1]")
-        _type(name, "storm test")
+        # A valid form with a typed run name creates the run under that name (on a fresh form).
+        browser.get(f"{base}/v2/deployments/deployment/{deployment['id']}/run")
+        _wait(lambda: "Scene text" in body())
+        browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Scene text']").click()
+        box = _wait(
+            lambda: [t for t in browser.find_elements(By.TAG_NAME, "textarea") if "title:" in t.text]
+        )[0]
+        _type(box, "title: Browser test\nwidth: 32\nheight: 32\nscenes:\n  - prompts: a\n    frames: 2\n")
+        _type(browser.find_elements(By.CSS_SELECTOR, "input[type=number]")[1], "64")
+        _type(
+            browser.find_element(By.XPATH, "//label[normalize-space()='Run Name']/following::input[1]"),
+            "storm test",
+        )
         browser.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
-        (run,) = _wait(lambda: stack.api("POST", "/flow_runs/filter", json={}).json(), timeout=180)
+        try:
+            (run,) = _wait(lambda: stack.api("POST", "/flow_runs/filter", json={}).json(), timeout=240)
+        finally:
+            _shot(browser, "form-submitted")
         assert run["name"] == "storm test"
         params = run["parameters"]["params"]
         assert params["width"] == 64 and params["scene_text"].startswith("title: Browser test")
