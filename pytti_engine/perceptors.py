@@ -213,27 +213,90 @@ def write_stand_in(directory: str | Path, *, seed: int = 0) -> Path:
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    model_cfg = _package_model_config(STAND_IN_MODEL)
+    model_cfg = package_model_config(STAND_IN_MODEL)
+    net = random_model(STAND_IN_MODEL, seed)
+    preprocess = _preprocess_cfg(net)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    save_local_dir(
+        out,
+        model_cfg,
+        state,
+        mean=preprocess["mean"],
+        std=preprocess["std"],
+        pytti={"stand_in": True, "seed": seed},
+    )
+    logger.info("wrote stand-in perceptor (seed %d) to %s", seed, out)
+    return out
+
+
+def random_model(name: str, seed: int) -> torch.nn.Module:
+    """Build one of this package's architectures with random weights drawn from ``seed``.
+
+    The global torch RNG is left as it was; open_clip's "no pretrained weights" warning is dropped.
+
+    Args:
+        name: a package architecture (``pytti-stand-in``, ``pytti-toy``).
+        seed: seed of the initialization.
+
+    Returns:
+        The open_clip model on the CPU, in training mode.
+    """
     _register_package_configs()
     with torch.random.fork_rng(devices=[]), _quiet_random_init_warning():
         torch.manual_seed(seed)
-        net = open_clip.create_model(STAND_IN_MODEL, pretrained=None)
-    preprocess = _preprocess_cfg(net)
+        net: torch.nn.Module = open_clip.create_model(name, pretrained=None)
+    return net
+
+
+def save_local_dir(
+    directory: str | Path,
+    model_cfg: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    pytti: dict[str, Any] | None = None,
+) -> Path:
+    """Write an open_clip model in the ``local-dir:`` layout (config JSON + safetensors weights).
+
+    The weights are written before the config, each through a temporary file and a rename, so an
+    interrupted write never leaves a folder that looks complete.
+
+    Args:
+        directory: the folder (created if needed); existing files of the same names are replaced.
+        model_cfg: the architecture (open_clip's model config dict).
+        state: the model's state dict (tensors are stored as given, made contiguous).
+        mean: per-channel normalization mean of the preprocess config.
+        std: per-channel normalization std.
+        pytti: extra information stored under the config's ``pytti`` entry (open_clip ignores it).
+
+    Returns:
+        ``directory`` as a Path.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
     config = {
         "model_cfg": model_cfg,
-        "preprocess_cfg": {"mean": list(preprocess["mean"]), "std": list(preprocess["std"])},
-        "pytti": {"stand_in": True, "seed": seed},
+        "preprocess_cfg": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        "pytti": pytti or {},
     }
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
-    # Temp file + rename, weights before config: an interrupted write never looks like a stand-in.
     partial = out / f".{_STAND_IN_WEIGHTS}.partial"
-    save_file(state, str(partial), metadata={"format": "pt"})
+    save_file({k: v.contiguous() for k, v in state.items()}, str(partial), metadata={"format": "pt"})
     os.replace(partial, out / _STAND_IN_WEIGHTS)
     partial = out / f".{_LOCAL_DIR_CONFIG}.partial"
     partial.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, out / _LOCAL_DIR_CONFIG)
-    logger.info("wrote stand-in perceptor (seed %d) to %s", seed, out)
     return out
+
+
+def read_local_dir_info(directory: str | Path) -> dict[str, Any]:
+    """The ``pytti`` entry of a local-dir folder's config (``{}`` when absent or unreadable)."""
+    try:
+        config = json.loads((Path(directory) / _LOCAL_DIR_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    info = config.get("pytti") if isinstance(config, dict) else None
+    return info if isinstance(info, dict) else {}
 
 
 def available_models() -> list[tuple[str, str | None, bool]]:
@@ -503,8 +566,8 @@ def _package_config_names() -> list[str]:
     return sorted(p.stem for p in _package_config_dir().glob("*.json"))
 
 
-def _package_model_config(name: str) -> dict[str, Any]:
-    """One package model config as a dict."""
+def package_model_config(name: str) -> dict[str, Any]:
+    """One of this package's open_clip model configs (``model_configs/NAME.json``) as a dict."""
     config: dict[str, Any] = json.loads((_package_config_dir() / f"{name}.json").read_text(encoding="utf-8"))
     return config
 
