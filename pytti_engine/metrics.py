@@ -68,6 +68,7 @@ class MetricsWriter:
         steps_per_frame: optimizer steps per frame (for the global step).
         image_every: log the image on frame 1 and every this many frames.
         learning_rate: the rate to log when an event carries none.
+        pre_animation_steps: frame 1's extra steps (they come first on the x axis).
 
     Example:
         >>> with MetricsWriter(tmp / "tensorboard", steps_per_frame=50) as metrics:  # doctest: +SKIP
@@ -82,6 +83,7 @@ class MetricsWriter:
         steps_per_frame: int,
         image_every: int = 10,
         learning_rate: float | None = None,
+        pre_animation_steps: int = 0,
     ) -> None:
         if image_every < 1:
             raise PyttiError(f"image_every must be >= 1, got {image_every}")
@@ -92,11 +94,16 @@ class MetricsWriter:
         self.steps_per_frame = max(1, steps_per_frame)
         self.image_every = image_every
         self.learning_rate = learning_rate
+        self.pre_animation_steps = max(0, pre_animation_steps)
         self._writer = SummaryWriter(log_dir=str(self.log_dir))
 
     def global_step(self, frame: int, step: int) -> int:
-        """The x position of step ``step`` (1-based) of frame ``frame`` (1-based)."""
-        return (frame - 1) * self.steps_per_frame + step
+        """The x position of step ``step`` (1-based, as in the step events) of frame ``frame`` (1-based).
+
+        Frame 1 holds ``pre_animation_steps + steps_per_frame`` steps, every later frame ``steps_per_frame``.
+        """
+        pre = self.pre_animation_steps if frame > 1 else 0
+        return (frame - 1) * self.steps_per_frame + pre + step
 
     def on_step(self, event: StepRecord) -> None:
         """Log one step's losses and learning rate (usable directly as the renderer's ``on_step``)."""
@@ -120,7 +127,7 @@ class MetricsWriter:
                 and every ``image_every`` frames.
             loss: the frame's last loss.
         """
-        x = self.global_step(frame, self.steps_per_frame)
+        x = self.global_step(frame, self.steps_per_frame + (self.pre_animation_steps if frame == 1 else 0))
         self._scalar("time/frame_seconds", seconds, x)
         if loss is not None:
             self._scalar("loss/frame_last", loss, x)
@@ -163,6 +170,7 @@ def open_metrics(run_dir: Path, scene: Any) -> MetricsWriter | None:
         steps_per_frame=scene.steps_per_frame,
         image_every=scene.tensorboard_image_every,
         learning_rate=scene.learning_rate,
+        pre_animation_steps=getattr(scene, "pre_animation_steps", 0),
     )
 
 

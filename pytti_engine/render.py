@@ -5,8 +5,9 @@
 1. start from the previous frame's state (or make the initial image for frame 1);
 2. optionally reset Adam (``reset_lr_each_frame``), then warp the image (and the optimizer's
    per-pixel moments) by this frame's camera motion;
-3. run ``steps_per_frame`` optimizer steps against the frame's prompts (each step with the prompts'
-   weights and stops at its own time, ``PromptLike.weight_at(step)``), with randomness drawn from a
+3. run ``steps_per_frame`` optimizer steps (frame 1: ``pre_animation_steps`` more first) against the
+   frame's prompts (each step with the prompts' weights and stops at its own time,
+   ``PromptLike.weight_at(step)``), with randomness drawn from a
    generator seeded by (seed, frame) so a resumed render repeats itself exactly;
 4. return the new state, the output image (the EMA when enabled) and the last loss.
 
@@ -35,7 +36,7 @@ from torch import Tensor
 from pytti_engine.cutouts import CutoutConfig, Cutouts, sample_cutouts
 from pytti_engine.devices import make_generator
 from pytti_engine.errors import PyttiError
-from pytti_engine.image_params import ImageConfig, ImageParam, PaletteImage, make_image
+from pytti_engine.image_params import ImageConfig, ImageParam, PaletteImage, default_learning_rate, make_image
 from pytti_engine.image_params.vqgan import VQGANImage, latent_loss
 from pytti_engine.io import load_image
 from pytti_engine.losses import gated_loss, hsv_mse, paired_spherical_distance, prompt_loss, tv_loss
@@ -86,11 +87,11 @@ class PromptLike(Protocol):
     @property
     def mask(self) -> MaskLike | None: ...
     def weight_at(self, step: int) -> float:
-        """The weight at optimizer step ``step`` (1-based) of the frame."""
+        """The weight at optimizer step ``step`` (1-based) of the frame (``<= 0``: pre-animation)."""
         ...
 
     def stop_at(self, step: int) -> float | None:
-        """The stop at optimizer step ``step`` (1-based) of the frame."""
+        """The stop at optimizer step ``step`` (1-based) of the frame (``<= 0``: pre-animation)."""
         ...
 
 
@@ -109,7 +110,7 @@ class RenderSettings:
     image: ImageConfig
     seed: int
     steps_per_frame: int
-    learning_rate: float
+    learning_rate: float  # resolved: the scene's, or the image model's own when the scene says null
     cutouts: int
     cut_pow: float
     animation: str
@@ -126,6 +127,7 @@ class RenderSettings:
     cutout_border: float = 0.25
     border_mode: BorderMode = "clamp"
     mixed_precision: bool = True
+    pre_animation_steps: int = 0
 
     @classmethod
     def from_scene(cls, scene: Any) -> RenderSettings:
@@ -166,6 +168,7 @@ class RenderSettings:
             cutout_border=scene.cutout_border,
             border_mode=scene.border_mode,
             mixed_precision=scene.mixed_precision,
+            pre_animation_steps=scene.pre_animation_steps,
         )
 
     @property
@@ -201,6 +204,10 @@ class RenderSettings:
         """
         return self.animation == "off" or frame_index == 1
 
+    def steps_of(self, frame_index: int) -> int:
+        """Optimizer steps of a frame: ``steps_per_frame``, plus ``pre_animation_steps`` on frame 1."""
+        return self.steps_per_frame + (self.pre_animation_steps if frame_index == 1 else 0)
+
     def fingerprint(self) -> dict[str, Any]:
         """JSON-friendly values that determine pixels (used in frame keys)."""
         d = dict(self.__dict__)
@@ -208,6 +215,8 @@ class RenderSettings:
         d["init_image"] = str(self.init_image) if self.init_image else None
         d["target_palette"] = str(self.target_palette) if self.target_palette else None
         d["direct_image_prompts"] = [[str(p), w, s] for p, w, s in self.direct_image_prompts]
+        if not self.pre_animation_steps:
+            del d["pre_animation_steps"]  # keys of scenes without pre-animation stay as they were
         return d
 
 
@@ -221,10 +230,13 @@ def _ema_decay(scene: Any) -> float | None:
 
 
 def _learning_rate(scene: Any) -> float:
-    """The scene's ``learning_rate``; a vqgan scene that does not set one gets PyTTI's rate for its model
+    """The scene's ``learning_rate``; ``null`` (the default) is the image model's own, as in PyTTI: the
+    class's ``default_learning_rate`` (0.02 for both palettes), and for vqgan PyTTI's rate for its model
     (0.1, or 0.15 for a gumbel model such as openimages)."""
-    if scene.image_model != "vqgan" or "learning_rate" in scene.model_fields_set:
+    if scene.learning_rate is not None:
         return float(scene.learning_rate)
+    if scene.image_model != "vqgan":
+        return default_learning_rate(scene.image_model)
     from pytti_engine.vqgan_files import KNOWN_VQGANS, read_vqgan_config
 
     model = scene.vqgan
@@ -587,19 +599,27 @@ def _optimize_step(
 def optimize_frame(
     state: RenderState, frame: FrameLike, ctx: RenderContext, on_step: StepCallback | None = None
 ) -> float:
-    """Run the frame's optimizer steps in place; returns the last step's loss (``nan`` if none ran)."""
-    steps = ctx.settings.steps_per_frame if _has_losses(frame, ctx) else 0
-    gen = make_generator(ctx.settings.seed, frame.index, "steps")
+    """Run the frame's optimizer steps in place; returns the last step's loss (``nan`` if none ran).
+
+    Frame 1 first runs ``pre_animation_steps`` steps, then its ``steps_per_frame`` (PyTTI's pre-animation:
+    they come before the first camera move). The prompts see the pre-animation steps as steps
+    ``1 - pre_animation_steps .. 0`` of the frame, so a weight or stop that reads ``t`` is evaluated at
+    ``t < 0`` there, as in PyTTI. Step events count the frame's steps from 1 either way.
+    """
+    s = ctx.settings
+    steps = s.steps_of(frame.index) if _has_losses(frame, ctx) else 0
+    pre = s.steps_of(frame.index) - s.steps_per_frame
+    gen = make_generator(s.seed, frame.index, "steps")
     loss_value = float("nan")
-    for k in range(1, steps + 1):
+    for n in range(1, steps + 1):
         terms: dict[str, Tensor] | None = {} if on_step is not None else None
-        loss_value = optimize_step(state, frame, ctx, gen, k, terms)
+        loss_value = optimize_step(state, frame, ctx, gen, n - pre, terms)
         if on_step is not None:
             losses = {name: float(value) for name, value in (terms or {}).items()}
             lr = float(state.optimizer.param_groups[0]["lr"])
             on_step(
                 StepEvent(
-                    frame=frame.index, step=k, steps=steps, loss=loss_value, losses=losses, learning_rate=lr
+                    frame=frame.index, step=n, steps=steps, loss=loss_value, losses=losses, learning_rate=lr
                 )
             )
     return loss_value

@@ -19,9 +19,34 @@ __all__ = [
     "ImageParam",
     "PaletteImage",
     "RGBImage",
+    "default_learning_rate",
     "image_from_state",
     "make_image",
 ]
+
+
+_MODELS: dict[str, type[RGBImage] | type[PaletteImage]] = {
+    "unlimited_palette": RGBImage,
+    "limited_palette": PaletteImage,
+}
+
+
+def default_learning_rate(image_model: str) -> float:
+    """The image model's own Adam learning rate (what a scene's ``learning_rate: null`` means).
+
+    Args:
+        image_model: the scene's ``image_model`` name.
+
+    Returns:
+        The model class's ``default_learning_rate`` (PyTTI's: 0.02 for both palettes).
+
+    Raises:
+        ValueError: an unknown image model name.
+    """
+    try:
+        return float(_MODELS[image_model].default_learning_rate)
+    except KeyError:
+        raise ValueError(f"unknown image_model {image_model!r}") from None
 
 
 def make_image(

@@ -19,7 +19,10 @@ The same plan feeds the renderer, ``pytti plan`` and ``pytti validate``. Convent
   constant within the frame and its ``to_dict`` is unchanged. A transition's ``tau`` is the frame's,
   applied to every step's weight. The plan evaluates a moving value at the first and the last step of
   every frame (so ``pytti validate`` reports a value that fails as time runs on); the steps in between
-  are evaluated when the renderer reaches them.
+  are evaluated when the renderer reaches them;
+* ``pre_animation_steps: P`` gives frame 1 ``P`` extra steps before its own, numbered ``1 - P .. 0``:
+  they see ``t = (s - 1) / (steps_per_frame * fps) < 0``, PyTTI's ``t`` during pre-animation (the plan
+  checks moving values at the first of them too).
 """
 
 from __future__ import annotations
@@ -88,9 +91,12 @@ class StepSchedule:
     interpolation: Interpolation = "linear"
 
     def env_at(self, step: int) -> dict[str, float]:
-        """The expression inputs of step ``step`` (1-based)."""
-        if not 1 <= step <= self.steps:
-            raise ValueError(f"step {step} is outside the frame's steps 1..{self.steps}")
+        """The expression inputs of step ``step`` (1-based; ``<= 0`` are frame 1's pre-animation steps,
+        at ``t < 0``)."""
+        if step > self.steps:
+            raise ValueError(
+                f"step {step} is outside the frame's steps (..{self.steps}; <= 0: pre-animation)"
+            )
         env = dict(self.env)
         offset = (step - 1) / (self.steps * env["fps"])
         env["t"] += offset
@@ -272,7 +278,9 @@ def _eval_error(
 ) -> SceneError:
     """The located error of an expression that failed at a frame (and optimizer step)."""
     ref = expr.ref
-    where = f"frame {int(env['frame']) + 1}" + ("" if step is None else f", step {step}")
+    where = f"frame {int(env['frame']) + 1}"
+    if step is not None:
+        where += f", step {step}" + (" (pre-animation)" if step <= 0 else "")
     message = f"{what}: {error} at {where} (t={env['t']:g}s) in {expr.source.strip()!r}"
     return SceneError(ref.path if ref else name, ref.line if ref else None, ref.col if ref else None, message)
 
@@ -313,7 +321,8 @@ def build_plan(scene: Scene, *, name: str = "<scene>", bands: AudioBands | None 
             band_env = audio.at(frame) if audio is not None else {}
             env.update(band_env)
             tau = (k + 1) / (stage.transition_frames + 1) if k < stage.transition_frames else 1.0
-            timing = _StepTiming(env, steps, evaluate.interpolation)
+            pre = int(scene.pre_animation_steps) if frame == 0 else 0
+            timing = _StepTiming(env, steps, evaluate.interpolation, pre)
             prompts = _blend(stage.prompts, previous, timing, tau, evaluate)
             motion = _motion(scene, env, evaluate)
             camera = _camera(scene, env, evaluate)
@@ -342,22 +351,29 @@ def _scene_bands(scene: Scene, name: str) -> AudioBands | None:
 class _StepTiming:
     """A frame's expression inputs and what its prompts need to move within the frame."""
 
-    def __init__(self, env: dict[str, float], steps: int, interpolation: Interpolation) -> None:
+    def __init__(self, env: dict[str, float], steps: int, interpolation: Interpolation, pre: int = 0) -> None:
         self.env = env
         self.steps = steps
         self.interpolation = interpolation
+        self.pre = pre  # frame 1's pre-animation steps (steps 1 - pre .. 0)
         self._frozen: tuple[tuple[str, float], ...] | None = None
         self._last: dict[str, float] | None = None
 
     def moves(self, expr: Expr | None) -> bool:
         """Whether ``expr`` moves within the frame (so it is re-evaluated at every step)."""
-        return expr is not None and self.steps > 1 and not expr.is_constant and bool(expr.names & STEP_NAMES)
+        if expr is None or expr.is_constant or self.steps + self.pre <= 1:
+            return False
+        return bool(expr.names & STEP_NAMES)
 
     def last_env(self) -> dict[str, float]:
         """The inputs of the frame's last step."""
         if self._last is None:
             self._last = self.schedule(None, None, 1.0).env_at(self.steps)
         return self._last
+
+    def pre_env(self) -> dict[str, float] | None:
+        """The inputs of the first pre-animation step (frame 1 only), or ``None``."""
+        return self.schedule(None, None, 1.0).env_at(1 - self.pre) if self.pre else None
 
     def schedule(self, weight: Expr | None, stop: Expr | None, scale: float) -> StepSchedule:
         """A :class:`StepSchedule` over this frame (the frame's inputs shared by all its prompts)."""
@@ -398,11 +414,16 @@ def _prompts(
         moving_stop = spec.stop if timing.moves(spec.stop) else None
         if moving_weight is not None or moving_stop is not None:
             per_step = timing.schedule(moving_weight, moving_stop, scale)
-            last = timing.last_env()  # step 1 is the frame's time; check the last step too
-            if moving_weight is not None:
-                evaluate(moving_weight, last, "prompt weight", timing.steps)
-            if moving_stop is not None:
-                evaluate(moving_stop, last, "prompt stop", timing.steps)
+            # Step 1 is the frame's time; check the last step (and the first pre-animation step) too.
+            checks = [(timing.last_env(), timing.steps)]
+            first_pre = timing.pre_env()
+            if first_pre is not None:
+                checks.append((first_pre, 1 - timing.pre))
+            for check_env, step in checks:
+                if moving_weight is not None:
+                    evaluate(moving_weight, check_env, "prompt weight", step)
+                if moving_stop is not None:
+                    evaluate(moving_stop, check_env, "prompt stop", step)
         mask = None if spec.mask is None else _mask(spec.mask, env, evaluate)
         out.append(PromptValue(spec.text, weight, stop, spec.image, mask, per_step))
     return tuple(out)

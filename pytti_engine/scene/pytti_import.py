@@ -505,10 +505,10 @@ class _Converter:
         if target != "off":
             self.stabilization()
             pre = self.number("pre_animation_steps", int)
-            if pre:
-                self.warn(
-                    f"pre_animation_steps: {pre} steps before the first warp have no equivalent; dropped"
-                )
+            if isinstance(pre, int) and pre > 0:
+                self.put("pre_animation_steps", pre, "pre_animation_steps")
+            elif pre:
+                self.warn(f"pre_animation_steps: {pre!r} is not a whole number >= 0; dropped")
 
     def zoom(self) -> None:
         """pytti zooms by ``zoom_x_2d`` pixels per frame: the sampled width shrinks to (w - zoom_x) / w."""

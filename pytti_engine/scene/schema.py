@@ -575,7 +575,18 @@ class Scene(_Model):
     cut_pow: float = Field(
         2.0, gt=0, strict=True, description="cutout size exponent (higher = smaller cutouts)"
     )
-    learning_rate: float = Field(0.02, gt=0, strict=True, description="Adam learning rate")
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        strict=True,
+        description="Adam learning rate; null: the image model's own (0.02 for both palettes)",
+    )
+    pre_animation_steps: int = Field(
+        0,
+        ge=0,
+        strict=True,
+        description="extra optimizer steps on frame 1, before the first camera move (t < 0 during them)",
+    )
     init_image: Path | None = Field(None, description="start image, relative to the scene file")
     # ---- engine keys (issue 8; docs/engine.md) ----
     image_model: ImageModel = Field(

@@ -89,7 +89,8 @@ def test_fed_from_a_real_render(write_scene: Callable[..., Path], tmp_path: Path
     from pytti_engine.scene import build_plan, load_scene
 
     assert open_metrics(tmp_path, load_scene(write_scene(frames=2, steps=3))) is None
-    scene = load_scene(write_scene("tensorboard: true\ntensorboard_image_every: 5\n", frames=2, steps=3))
+    body = "tensorboard: true\ntensorboard_image_every: 5\npre_animation_steps: 2\n"
+    scene = load_scene(write_scene(body, frames=2, steps=3))
     plan = build_plan(scene)
     ctx = build_context(scene, plan, torch.device("cpu"))
     state = None
@@ -101,8 +102,12 @@ def test_fed_from_a_real_render(write_scene: Callable[..., Path], tmp_path: Path
             state = result.state
             metrics.on_frame(frame.index, result.seconds, result.image, result.loss)
     events = read_events(tmp_path / "tensorboard")
-    assert [s.step for s in events.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
-    assert [s.value for s in events.Scalars("learning_rate")] == pytest.approx([scene.learning_rate] * 6)
+    # frame 1: 2 pre-animation steps + 3; frame 2: 3 -> one contiguous x axis
+    assert [s.step for s in events.Scalars("loss/total")] == list(range(1, 9))
+    assert [s.step for s in events.Scalars("time/frame_seconds")] == [5, 8]
+    assert [s.value for s in events.Scalars("learning_rate")] == pytest.approx(
+        [ctx.settings.learning_rate] * 8
+    )
     assert len(events.Images("image")) == 1
 
 

@@ -15,7 +15,7 @@ from pytti_engine.checkpoints import CheckpointMeta, load_checkpoint, save_check
 from pytti_engine.errors import PyttiError, SceneError
 from pytti_engine.io import load_image, png_bytes
 from pytti_engine.job import build_context, check_renderable
-from pytti_engine.render import FrameResult, OutOfMemoryError, RenderContext, render_frames
+from pytti_engine.render import FrameResult, OutOfMemoryError, RenderContext, StepEvent, render_frames
 from pytti_engine.scene import Plan, build_plan, load_scene
 
 CPU = torch.device("cpu")
@@ -219,3 +219,58 @@ def test_mixed_precision_is_a_no_op_on_the_cpu(write_scene: Callable[..., Path])
 
     _, ctx = _setup(write_scene, "mixed_precision: true\n", frames=1, steps=0)
     assert isinstance(render_module._autocast(ctx), contextlib.nullcontext)
+
+
+def test_learning_rate_null_is_the_image_models_own(
+    write_scene: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytti_engine.image_params import PaletteImage, RGBImage
+    from pytti_engine.render import initial_state
+
+    assert load_scene(write_scene("learning_rate: 0.3\n")).learning_rate == 0.3
+    scene = load_scene(write_scene("learning_rate: null\n"))
+    assert scene.learning_rate is None and load_scene(write_scene()).learning_rate is None
+    monkeypatch.setattr(PaletteImage, "default_learning_rate", 0.07)  # each model's own, read from the class
+    for body, expected in (("", RGBImage.default_learning_rate), ("image_model: limited_palette\n", 0.07)):
+        plan, ctx = _setup(write_scene, body, frames=1, steps=1)
+        assert ctx.settings.learning_rate == expected
+        assert initial_state(ctx).optimizer.param_groups[0]["lr"] == expected
+    with pytest.raises(SceneError, match="learning_rate"):
+        load_scene(write_scene("learning_rate: 0\n"))
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_pre_animation_steps_run_on_frame_1_before_the_first_move_at_negative_t(
+    tmp_path: Path, toy_dir: Path, load_cached: Callable[..., object]
+) -> None:
+    """A prompt whose weight is ``max(0, -t)`` acts only while ``t < 0``: in the pre-animation steps."""
+    from tests.toy_support import redness, render, start_image, toy_scene
+
+    body = "animation: 2d\ntranslate_x: 3\ninfill_mode: wrap\n"
+    runs = {}
+    for pre in (0, 6):
+        path = toy_scene(
+            tmp_path / f"pre{pre}.yaml",
+            toy_dir,
+            "a red square:max(0, -t) * 50",
+            steps=3,
+            frames=2,
+            body=body + f"pre_animation_steps: {pre}\n",
+        )
+        events: list[StepEvent] = []
+        ctx, results = render(path, load_cached, on_step=events.append)
+        runs[pre] = (ctx, results, [(e.frame, e.step, e.steps) for e in events])
+    start = start_image(tmp_path / "pre0.yaml", load_cached)
+    (ctx0, plain, steps0), (ctx6, pre, steps6) = runs[0], runs[6]
+    assert steps0 == [(1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 3), (2, 2, 3), (2, 3, 3)]
+    assert steps6 == [(1, k, 9) for k in range(1, 10)] + [(2, k, 3) for k in range(1, 4)]
+    assert (plain[-1].state.step, pre[-1].state.step) == (6, 12)
+    # without pre-animation the weight is 0 at every step (t >= 0): nothing moves
+    assert torch.equal(plain[0].image, start)
+    # with it, frame 1 was pulled toward red before anything moved, and frame 2 is frame 1 moved
+    assert redness(pre[0].image) > 0.1
+    moved = torch.roll(pre[0].image, shifts=3, dims=-1)
+    assert torch.allclose(pre[1].image, moved, atol=1e-5)
+    # the frame keys know: the fingerprint carries the setting only when it is set
+    assert ctx6.settings.fingerprint()["pre_animation_steps"] == 6
+    assert "pre_animation_steps" not in ctx0.settings.fingerprint()

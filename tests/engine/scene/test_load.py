@@ -26,7 +26,8 @@ LoadFn = Callable[..., Scene]
 def test_minimal_scene_has_the_documented_defaults(load: LoadFn) -> None:
     scene = load(MINIMAL)
     assert (scene.width, scene.height, scene.fps, scene.seed) == (256, 256, 12.0, 0)
-    assert (scene.steps_per_frame, scene.cutouts, scene.cut_pow, scene.learning_rate) == (50, 16, 2.0, 0.02)
+    assert (scene.steps_per_frame, scene.cutouts, scene.cut_pow, scene.learning_rate) == (50, 16, 2.0, None)
+    assert scene.pre_animation_steps == 0
     assert scene.perceptors == (PerceptorSpec(model="ViT-B-32", pretrained="openai", weight=1.0),)
     assert scene.animation == "off" and scene.init_image is None and scene.title is None
     assert (scene.translate_x, scene.translate_y, scene.rotate_2d, scene.zoom) == (

@@ -248,3 +248,18 @@ def test_audio_filters_become_expression_variables() -> None:
     ]
     assert scene["translate_x"] == "10*fHi_prev"
     assert not any("translate_x" in w for w in warnings)
+
+
+def test_pre_animation_steps_and_a_null_learning_rate_carry_over() -> None:
+    scene, warnings = convert(
+        "scenes: a\nanimation_mode: 2D\npre_animation_steps: 100\nlearning_rate: null\n"
+    )
+    assert scene["pre_animation_steps"] == 100
+    assert "learning_rate" not in scene  # null: the image model's own rate, here as in pytti
+    assert not any("pre_animation_steps" in w for w in warnings)
+    assert convert("scenes: a\nanimation_mode: 2D\n")[0]["pre_animation_steps"] == 50  # pytti's default
+    assert "pre_animation_steps" not in convert("scenes: a\n")[0]  # no animation: nothing to wait for
+    scene, warnings = convert("scenes: a\nanimation_mode: 2D\npre_animation_steps: 12.5\n")
+    assert "pre_animation_steps" not in scene and any("12.5" in w for w in warnings)
+    yaml_text, _ = convert_pytti_text("scenes: a\nanimation_mode: 2D\nlearning_rate: 0.05\n")
+    assert load_scene_text(yaml_text).learning_rate == 0.05
