@@ -310,6 +310,11 @@ def read_toy_report(directory: str | Path) -> ToyReport | None:
         return None
 
 
+def toy_cache_folder(cache_dir: str | Path, training: ToyTraining | None = None) -> Path:
+    """Where :func:`cached_toy` keeps the toy perceptor of these settings: ``toy-clip-<key[:16]>``."""
+    return Path(cache_dir) / f"toy-clip-{toy_key(training)[:16]}"
+
+
 def cached_toy(cache_dir: str | Path, training: ToyTraining | None = None) -> Path:
     """The toy perceptor's folder in ``cache_dir``, trained on first use.
 
@@ -325,7 +330,7 @@ def cached_toy(cache_dir: str | Path, training: ToyTraining | None = None) -> Pa
         The folder, ready for ``model: local-dir:<folder>``.
     """
     root = Path(cache_dir)
-    final = root / f"toy-clip-{toy_key(training)[:16]}"
+    final = toy_cache_folder(root, training)
     if read_toy_report(final) is not None:
         return final
     root.mkdir(parents=True, exist_ok=True)

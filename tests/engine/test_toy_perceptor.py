@@ -28,7 +28,6 @@ from tests.toy_support import (
     CPU,
     colour_scores,
     greenness,
-    half_mask,
     redness,
     render,
     start_image,
@@ -113,30 +112,6 @@ def test_a_negative_prompt_pushes_away(
     before, after = colour_scores(toy, start), colour_scores(toy, picture)
     assert after["red"] < before["red"] - 0.3 and min(after, key=after.__getitem__) == "red"
     assert redness(picture) < -0.05  # from grey, away from red: greener and bluer
-
-
-@pytest.mark.parametrize(
-    ("left", "right"),
-    [("_l", "_r"), ("_[half.png]", "_[-half.png]")],
-    ids=["position", "image"],
-)
-def test_a_mask_confines_a_prompt_to_its_region(
-    tmp_path: Path, toy_dir: Path, load_cached: Loader, left: str, right: str
-) -> None:
-    """Two prompts, each masked to one half; swapping the masks swaps where each colour goes."""
-    half_mask(tmp_path / "half.png", 64)  # white on the left
-    balance = {}
-    for name, (red_mask, green_mask) in {"red-left": (left, right), "red-right": (right, left)}.items():
-        prompts = f"a red square:1{red_mask} | a green square:1{green_mask}"
-        path = toy_scene(tmp_path / f"{name}.yaml", toy_dir, prompts, size=64, steps=8, body="cut_pow: 3\n")
-        picture = render(path, load_cached)[1][-1].image
-        side = picture.shape[-1] // 3
-        # red minus green on the left third, minus the same on the right third
-        balance[name] = (redness(picture[..., :side]) - greenness(picture[..., :side])) - (
-            redness(picture[..., -side:]) - greenness(picture[..., -side:])
-        )
-    assert balance["red-left"] > 0 > balance["red-right"], balance
-    assert balance["red-left"] - balance["red-right"] > 0.2, balance
 
 
 def test_a_stop_ends_a_prompts_pull(tmp_path: Path, toy_dir: Path, load_cached: Loader) -> None:

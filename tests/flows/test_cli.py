@@ -123,3 +123,56 @@ def test_unsupported_prompt_feature_is_refused_before_rendering(
     body = 'scenes:\n  - prompts: "a cat:1_[clip.mp4]"\n    frames: 2\n'
     code, _, err = _run(capsys, "render", str(write_scene(body)), "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "mask")
+
+
+def test_models_toy_trains_a_loadable_model_that_knows_colours(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    import pytti_engine.toy as toy
+    from pytti_engine.perceptors import load_perceptor
+
+    # a two-step training keeps this fast; the full training is what the session's toy_dir fixture runs
+    quick = functools.partial(
+        toy.ToyTraining, chunk_steps=2, max_steps=2, target_accuracy=0.0, eval_pictures=8
+    )
+    monkeypatch.setattr(toy, "ToyTraining", quick)
+    code, stdout, err = _run(capsys, "models", "toy", str(tmp_path / "toy"), "--seed", "1")
+    assert code == 0 and "training the toy perceptor" in err
+    assert "local-dir:" in stdout and "a red square" in stdout and "2 steps" in stdout
+    report = toy.read_toy_report(tmp_path / "toy")
+    assert report is not None and report.steps == 2
+    assert load_perceptor(f"local-dir:{tmp_path / 'toy'}").encode_text(["a red square"]).shape == (1, 32)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = _run(capsys, "models", "toy", str(blocker / "toy"))
+    _assert_one_line_error(code, err, "cannot write the toy perceptor")
+
+
+def test_the_offline_demo_swaps_in_the_toy_perceptor_and_prompts_it_knows(
+    capsys: pytest.CaptureFixture[str], toy_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.cli as cli
+    import tasks.resident
+    from pytti_engine.errors import ModelLoadError
+    from pytti_engine.scene import load_scene
+
+    def missing(*args: object) -> None:
+        raise ModelLoadError("weights for perceptor ViT-B-32 (pretrained: openai) are not available")
+
+    monkeypatch.setattr(tasks.resident, "perceptor", missing)  # as on a machine without the weights
+    monkeypatch.setattr(cli, "_cache_root", lambda: toy_dir.parent)  # the toy trained for this session
+    overrides, why = cli._demo_overrides(cli._demo_scene())
+    assert why is not None and "not available" in why
+    scene = load_scene(cli._demo_scene(), overrides)
+    assert [p.model for p in scene.perceptors] == [f"local-dir:{toy_dir}"]
+    assert [s.prompts[0].text for s in scene.scenes] == ["a red circle", "a yellow square"]
+
+    def fake_render(scene: Path, out: Path, device: str, overrides: list[str]) -> int:
+        assert any("local-dir:" in o for o in overrides)
+        return 0
+
+    monkeypatch.setattr(cli, "_run_render", fake_render)
+    code, _, err = _run(capsys, "demo", "--out", "unused")
+    assert code == 0 and err.count("TOY perceptor") == 2 and "turns red, then yellow" in err
