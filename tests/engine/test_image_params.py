@@ -164,8 +164,34 @@ def test_ema_is_bias_corrected_and_warps() -> None:
     torch.testing.assert_close(ema.average([x])[0], torch.full_like(x, 2.0))  # bias-corrected
     ema.update_([torch.full_like(x, 4.0)])
     torch.testing.assert_close(ema.average([x])[0], torch.full_like(x, (0.5 * 2 * 0.5 + 0.5 * 4) / 0.75))
-    ema.warp_([0], lambda t: t.flip(-1) * 0)
-    assert float(ema.average([x])[0].abs().max()) == 0.0
+    ramp = torch.arange(4.0).reshape(1, 1, 2, 2)  # a picture with a left and a right
+    ema.update_([ramp])
+    before = ema.average([x])[0]
+    assert not torch.equal(before, before.flip(-1))
+    ema.warp_([0], lambda t: t.flip(-1))  # the average moves with the content, exactly
+    torch.testing.assert_close(ema.average([x])[0], before.flip(-1))
+    ema.warp_([], lambda t: t * 0)  # only the listed tensors move
+    torch.testing.assert_close(ema.average([x])[0], before.flip(-1))
+
+
+@pytest.mark.parametrize("model", ["unlimited_palette", "limited_palette"])
+def test_the_output_ema_moves_with_the_image(model: str) -> None:
+    """After a warp, the saved picture (the EMA) is the previous saved picture moved the same way; with
+    an EMA that stayed put it would show the content where it was."""
+    cfg = ImageConfig(image_model=model, width=8, height=8, palettes=2, palette_size=3, ema_decay=0.9)  # type: ignore[arg-type]
+    image = make_image(cfg, _gen(), CPU)
+    opt = torch.optim.Adam(image.parameters(), lr=0.1)
+    target = torch.rand(1, 3, 8, 8, generator=_gen())
+    for _ in range(3):
+        opt.zero_grad()
+        (image.decode() - target).square().mean().backward()
+        opt.step()
+        image.project_()
+        image.update_average_()
+    before = image.decode_output()
+    assert not torch.equal(before, image.decode().detach())  # the EMA lags: it is not the raw image
+    image.apply_warp(lambda t: torch.roll(t, shifts=3, dims=-1))
+    torch.testing.assert_close(image.decode_output(), torch.roll(before, shifts=3, dims=-1))
 
 
 def test_ema_output_lags_the_parameters() -> None:
