@@ -169,7 +169,7 @@ def test_the_offline_demo_swaps_in_the_toy_perceptor_and_prompts_it_knows(
     assert [p.model for p in scene.perceptors] == [f"local-dir:{toy_dir}"]
     assert [s.prompts[0].text for s in scene.scenes] == ["a red circle", "a yellow square"]
 
-    def fake_render(scene: Path, out: Path, device: str, overrides: list[str]) -> int:
+    def fake_render(scene: Path, out: Path, device: str, overrides: list[str], **options: object) -> int:
         assert any("local-dir:" in o for o in overrides)
         return 0
 
