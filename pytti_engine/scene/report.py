@@ -196,6 +196,7 @@ def summary(scene: Scene, plan: Plan, *, extra: Sequence[str] = ()) -> str:
         f"animation {scene.animation}",
         f"{len(scene.perceptors)} perceptor{'s' if len(scene.perceptors) != 1 else ''}",
         f"{scene.steps_per_frame} steps/frame",
+        *([f"{scene.pre_animation_steps} pre-animation steps"] if scene.pre_animation_steps else []),
         *extra,
     ]
     return "ok: " + ", ".join(parts)

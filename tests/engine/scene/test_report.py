@@ -59,3 +59,5 @@ def test_table_lists_constants_once_and_summary() -> None:
         summary(scene, plan)
         == "ok: 3 frames, 1 scene, 1.5 s at 2 fps, 256x256, animation off, 1 perceptor, 50 steps/frame"
     )
+    with_pre = scene.model_copy(update={"pre_animation_steps": 20})
+    assert summary(with_pre, plan).endswith("50 steps/frame, 20 pre-animation steps")
