@@ -176,3 +176,31 @@ def test_the_offline_demo_swaps_in_the_toy_perceptor_and_prompts_it_knows(
     monkeypatch.setattr(cli, "_run_render", fake_render)
     code, _, err = _run(capsys, "demo", "--out", "unused")
     assert code == 0 and err.count("TOY perceptor") == 2 and "turns red, then yellow" in err
+
+
+@pytest.mark.slow
+def test_pytti_demo_offline_renders_a_video_that_turns_red_then_yellow(
+    capsys: pytest.CaptureFixture[str], toy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytti demo`` end to end without CLIP weights: the toy perceptor, the demo's 24 frames at 128²."""
+    import flows.cli as cli
+    import tasks.resident
+    from pytti_engine.errors import ModelLoadError
+    from pytti_engine.io import load_image
+
+    real = tasks.resident.perceptor
+
+    def without_clip(model: str, pretrained: str | None, device: str) -> object:
+        if not model.startswith("local-dir:"):
+            raise ModelLoadError(f"weights for perceptor {model} are not available")
+        return real(model, pretrained, device)
+
+    monkeypatch.setattr(tasks.resident, "perceptor", without_clip)
+    monkeypatch.setattr(cli, "_cache_root", lambda: toy_dir.parent)
+    code, stdout, err = _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--device", "cpu")
+    assert code == 0 and "done:" in stdout and "TOY perceptor" in err
+    assert (tmp_path / "demo" / "demo.mp4").is_file()
+    red = load_image(tmp_path / "demo" / "frames" / "000012.png", (128, 128)).mean(dim=(0, 2, 3))
+    yellow = load_image(tmp_path / "demo" / "frames" / "000024.png", (128, 128)).mean(dim=(0, 2, 3))
+    assert red[0] > red[1] + 0.2 and red[0] > red[2] + 0.2, red  # scene 1: red
+    assert min(yellow[0], yellow[1]) > yellow[2] + 0.2, yellow  # scene 2: red and green light: yellow
