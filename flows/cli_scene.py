@@ -100,7 +100,10 @@ def cmd_import_pytti(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         return _fail(f"{out}: already exists (use --force to overwrite)")
     try:
-        text, warnings = import_pytti_config(args.config)
+        depth_model = args.depth_model
+        if depth_model is not None and Path(depth_model).is_dir():
+            depth_model = str(Path(depth_model).resolve())  # the scene file may be written elsewhere
+        text, warnings = import_pytti_config(args.config, depth_model=depth_model)
     except SceneError as e:
         return _report(e)
     try:
@@ -152,6 +155,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "-o", "--output", required=True, metavar="SCENE.yaml", help="the scene file to write"
     )
     convert.add_argument("--force", action="store_true", help="overwrite the output file")
+    convert.add_argument(
+        "--depth-model",
+        metavar="DIR",
+        help="3D: a depth model folder (Depth-Anything-V2) or cached hub id to use instead of flat depth",
+    )
     convert.set_defaults(func=cmd_import_pytti)
 
     schema = subparsers.add_parser("schema", help="print the scene file's JSON Schema")

@@ -55,6 +55,7 @@ def checkpoint_bytes(state: RenderState, meta: CheckpointMeta) -> bytes:
         "step": meta.step,
         "key": meta.key,
         "png_sha256": meta.png_sha256,
+        "depth_scale": None if state.depth_scale is None else list(state.depth_scale),
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -109,4 +110,9 @@ def load_checkpoint(
     meta = CheckpointMeta(
         frame=int(p["frame"]), step=int(p["step"]), key=str(p["key"]), png_sha256=str(p["png_sha256"])
     )
-    return RenderState(image=image, optimizer=optimizer, step=meta.step, frame=meta.frame), meta
+    scale = p.get("depth_scale")
+    depth_scale = None if scale is None else (float(scale[0]), float(scale[1]))
+    state = RenderState(
+        image=image, optimizer=optimizer, step=meta.step, frame=meta.frame, depth_scale=depth_scale
+    )
+    return state, meta

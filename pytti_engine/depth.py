@@ -1,11 +1,13 @@
 """Depth for 3D motion: an estimator interface, Depth-Anything-V2 through ``transformers``, flat depth.
 
 A :class:`DepthEstimator` turns an image into *relative inverse depth* (disparity-like: larger is
-nearer, any affine scale), which is what Depth Anything, MiDaS and DPT predict. :func:`disparity_to_depth`
+nearer, any affine scale), which is what Depth Anything, MiDaS and DPT predict. A :class:`DepthScale`
 maps it to depth in pixels between the scene's ``near_plane`` and ``far_plane`` (linearly in inverse
-depth, so the model's relative ordering and spacing are kept). ``depth_model: flat`` is explicit and has
-no estimator: every pixel is at the focal distance (:func:`flat_depth`), which keeps 3D rotations exact
-and turns translations into the matching 2D shift/zoom, with no parallax. Nothing falls back to flat
+depth, so the model's relative ordering and spacing are kept); a render fixes that map on its first
+depth estimate and keeps it, so depth does not breathe from frame to frame. ``depth_model: flat`` is
+explicit and has no estimator: every pixel is at one distance (:func:`flat_depth`; the focal distance
+unless the scene sets ``flat_depth``), which keeps 3D rotations exact and turns translations into the
+matching 2D shift/zoom, with no parallax. Nothing falls back to flat
 silently: a model that cannot be loaded is a :class:`~pytti_engine.errors.ModelLoadError`.
 
 ``transformers`` is an optional extra (``pip install pytti-flow[depth]``), imported only when a model
@@ -131,17 +133,78 @@ def _preprocessor(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def disparity_to_depth(disparity: Tensor, near: float, far: float) -> Tensor:
-    """Map relative inverse depth to depth in ``[near, far]`` (linear in inverse depth, per image).
+@dataclass(frozen=True)
+class DepthScale:
+    """The map from a model's relative inverse depth ``d`` to depth in pixels: ``1 / (gain·d + offset)``.
 
-    The largest disparity of each image becomes ``near``, the smallest ``far``; a constant map (a model
-    with nothing to see) becomes ``far`` everywhere. The normalizer uses a relative clamp, so a nearly
-    flat prediction is not blown up by an absolute epsilon.
+    Depth models predict disparity up to an unknown scale and shift, so some map has to be chosen. A
+    render fixes it **once**, on the first image whose depth it needs (:meth:`fit`: that image's nearest
+    pixel at ``near``, its farthest at ``far``), and keeps it for every later frame (the render state and
+    its checkpoints carry it), so the same content keeps the same depth and the same parallax however the
+    rest of the picture changes. Normalizing every frame instead would pin each frame's nearest pixel to
+    ``near`` and make the parallax speed breathe with the content.
+
+    Attributes:
+        gain: inverse pixels per unit of disparity.
+        offset: inverse depth of disparity 0 (1 / pixels).
+    """
+
+    gain: float
+    offset: float
+
+    @classmethod
+    def fit(cls, disparity: Tensor, near: float, far: float) -> DepthScale:
+        """The map that sends this disparity's smallest value to ``far`` and its largest to ``near``.
+
+        A constant map (a model with nothing to see) gets the spread of a relative clamp, so it sits at
+        ``far`` and later images are not blown up by an absolute epsilon.
+
+        Args:
+            disparity: :math:`(B, 1, H, W)` (every image of the batch together).
+            near: depth of the nearest pixel, > 0.
+            far: depth of the farthest pixel, > near.
+        """
+        _check_planes(near, far)
+        lo = float(disparity.detach().amin())
+        hi = float(disparity.detach().amax())
+        span = max(hi - lo, 1e-6 * max(abs(hi), 1e-12))
+        gain = (1.0 / near - 1.0 / far) / span
+        return cls(gain=gain, offset=1.0 / far - lo * gain)
+
+    def to_depth(self, disparity: Tensor, near: float, far: float) -> Tensor:
+        """Depth in pixels, clamped to ``[near, far]`` (differentiable w.r.t. ``disparity`` inside).
+
+        Args:
+            disparity: :math:`(B, 1, H, W)` relative inverse depth.
+            near: the nearest depth allowed.
+            far: the farthest depth allowed.
+        """
+        _check_planes(near, far)
+        inverse = (disparity * self.gain + self.offset).clamp(1.0 / far, 1.0 / near)
+        return inverse.reciprocal()
+
+    def to_list(self) -> list[float]:
+        """``[gain, offset]`` (stored in checkpoints)."""
+        return [self.gain, self.offset]
+
+
+def _check_planes(near: float, far: float) -> None:
+    if not 0 < near < far:
+        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
+
+
+def disparity_to_depth(disparity: Tensor, near: float, far: float, scale: DepthScale | None = None) -> Tensor:
+    """Map relative inverse depth to depth in ``[near, far]`` (linear in inverse depth).
+
+    With ``scale`` (a render's fixed :class:`DepthScale`) every image uses that map; without it, each
+    image is mapped on its own: its largest disparity becomes ``near``, its smallest ``far`` (a constant
+    map becomes ``far`` everywhere).
 
     Args:
         disparity: :math:`(B, 1, H, W)`.
         near: depth of the nearest pixel, > 0.
         far: depth of the farthest pixel, > near.
+        scale: a fixed map, or ``None`` to fit each image.
 
     Returns:
         :math:`(B, 1, H, W)` depth, differentiable w.r.t. ``disparity``.
@@ -151,28 +214,24 @@ def disparity_to_depth(disparity: Tensor, near: float, far: float) -> Tensor:
         tensor([[[[10.,  1.]]]])
     """
     check_shape(disparity, "B 1 H W")
-    if not 0 < near < far:
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    lo = disparity.amin(dim=(1, 2, 3), keepdim=True)
-    hi = disparity.amax(dim=(1, 2, 3), keepdim=True)
-    span = (hi - lo).clamp_min(1e-6 * hi.abs().clamp_min(1e-12))
-    unit = (disparity - lo) / span  # 0 far .. 1 near
-    return 1.0 / (1.0 / far + unit * (1.0 / near - 1.0 / far))
+    if scale is not None:
+        return scale.to_depth(disparity, near, far)
+    return torch.cat([DepthScale.fit(d[None], near, far).to_depth(d[None], near, far) for d in disparity])
 
 
-def flat_depth(image: Tensor, focal: float) -> Tensor:
-    """``depth_model: flat``: every pixel at the focal distance (no parallax; rotations stay exact).
+def flat_depth(image: Tensor, distance: float) -> Tensor:
+    """``depth_model: flat``: every pixel at one distance (no parallax; rotations stay exact).
 
     Args:
         image: :math:`(B, C, H, W)`.
-        focal: focal length in pixels.
+        distance: depth in pixels (the focal length unless the scene sets ``flat_depth``).
 
     Returns:
-        :math:`(B, 1, H, W)` filled with ``focal``.
+        :math:`(B, 1, H, W)` filled with ``distance``.
     """
     check_shape(image, "B C H W")
     batch, _, height, width = image.shape
-    return image.new_full((batch, 1, height, width), float(focal))
+    return image.new_full((batch, 1, height, width), float(distance))
 
 
 def image_hash(image: Tensor) -> str:
@@ -212,21 +271,29 @@ class DepthCache:
 
 @dataclass
 class DepthProvider:
-    """Depth in pixels for the 3D warp: an estimator mapped to ``[near, far]``, or flat; cached by hash.
+    """Depth in pixels for the 3D warp: an estimator through a fixed :class:`DepthScale`, or flat.
+
+    Depth maps are cached by image hash; the first image that needs depth fixes
+    :attr:`scale` (unless one was set, e.g. from a checkpoint), and every later image uses it.
 
     Attributes:
         estimator: the model, or ``None`` for ``depth_model: flat``.
         near: depth of the nearest pixel (pixels).
         far: depth of the farthest pixel (pixels).
         field_of_view: vertical, degrees (flat depth sits at the focal distance).
-        cache: depth maps by image hash.
+        flat: ``depth_model: flat``: the plane's depth in pixels (``None`` = the focal distance).
+        scale: the render's disparity-to-depth map (``None`` until the first estimate).
+        cache: depth maps by image hash (made with ``scale``).
     """
 
     estimator: DepthEstimator | None
     near: float
     far: float
     field_of_view: float
+    flat: float | None = None
+    scale: DepthScale | None = None
     cache: DepthCache = field(default_factory=DepthCache)
+    _cached_scale: DepthScale | None = field(default=None, repr=False)
 
     @torch.no_grad()
     def depth(self, image: Tensor) -> Tensor:
@@ -234,12 +301,21 @@ class DepthProvider:
         from pytti_engine.warps.warp3d import focal_length
 
         if self.estimator is None:
-            return flat_depth(image, focal_length(self.field_of_view, image.shape[-2]))
+            distance = (
+                self.flat if self.flat is not None else focal_length(self.field_of_view, image.shape[-2])
+            )
+            return flat_depth(image, distance)
+        if self._cached_scale != self.scale:  # a scale set from outside (a checkpoint): older maps are stale
+            self.cache.entries.clear()
         key = image_hash(image)
         cached = self.cache.get(key)
         if cached is None:
-            cached = disparity_to_depth(self.estimator(image), self.near, self.far)
+            disparity = self.estimator(image)
+            if self.scale is None:
+                self.scale = DepthScale.fit(disparity, self.near, self.far)
+            cached = self.scale.to_depth(disparity, self.near, self.far)
             self.cache.put(key, cached)
+            self._cached_scale = self.scale
         return cached
 
 

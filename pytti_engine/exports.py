@@ -30,7 +30,7 @@ from PIL import Image
 from torch import Tensor
 
 from pytti_engine.checks import check_shape
-from pytti_engine.depth import DepthProvider, load_depth_model
+from pytti_engine.depth import DepthProvider
 from pytti_engine.errors import PyttiError
 from pytti_engine.io import atomic_write_bytes, load_image
 from pytti_engine.motion import CameraSettings, MotionFrame, MotionRuntime, motion_flow
@@ -65,8 +65,7 @@ def depth_provider_for(scene: Any, device: torch.device) -> DepthProvider:
     """
     if scene.depth_model is None:
         raise PyttiError("export: depth needs depth_model (a depth model folder, or 'flat')")
-    estimator = None if scene.depth_model == "flat" else load_depth_model(str(scene.depth_model), device)
-    return DepthProvider(estimator, scene.near_plane, scene.far_plane, scene.field_of_view)
+    return CameraSettings.from_scene(scene).depth_provider(device)
 
 
 def export_depth_maps(
@@ -168,10 +167,7 @@ def flow_runtime(scene: Any, device: torch.device, *, flow_dir: Path | None = No
     camera = CameraSettings.from_scene(scene)
     depth = None
     if scene.animation == "3d":
-        estimator = None
-        if camera.depth_model not in (None, "flat"):
-            estimator = load_depth_model(str(camera.depth_model), device)
-        depth = DepthProvider(estimator, camera.near_plane, camera.far_plane, camera.field_of_view)
+        depth = camera.depth_provider(device)
     video = None
     if scene.animation == "video":
         from pytti_engine.video_source import VideoSource

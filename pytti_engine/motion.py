@@ -24,14 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pytti_engine.depth import DepthProvider, load_depth_model
+from pytti_engine.depth import DepthProvider, DepthScale, load_depth_model
 from pytti_engine.errors import PyttiError
 from pytti_engine.stabilization import Stabilizer
 from pytti_engine.state import RenderState, optimizer_state_tensors
 from pytti_engine.types import PaddingMode, SamplingMode
 from pytti_engine.warps import Motion2D, sample_pixels, warp_2d
 from pytti_engine.warps.affine import affine_displacement
-from pytti_engine.warps.warp3d import Motion3D, grid_displacement, reprojection_grid
+from pytti_engine.warps.warp3d import (
+    CameraModel,
+    Motion3D,
+    grid_displacement,
+    pytti_reprojection_grid,
+    reprojection_grid_from_previous,
+)
 
 Warp = Callable[[Tensor], Tensor]
 
@@ -73,6 +79,8 @@ class CameraSettings:
         far_plane: depth in pixels of the farthest point.
         lock_camera: remove the mean image motion.
         depth_model: a model folder / hub id, ``"flat"``, or ``None`` (not 3D).
+        flat_depth: ``depth_model: flat``: the depth of every pixel (``None`` = the focal distance).
+        camera_model: ``pinhole`` (exact reprojection) or ``pytti`` (pytti-core's formula).
     """
 
     field_of_view: float = 60.0
@@ -80,6 +88,8 @@ class CameraSettings:
     far_plane: float = 10000.0
     lock_camera: bool = True
     depth_model: str | None = None
+    flat_depth: float | None = None
+    camera_model: CameraModel = "pinhole"
 
     @classmethod
     def from_scene(cls, scene: Any) -> CameraSettings:
@@ -90,6 +100,21 @@ class CameraSettings:
             far_plane=float(scene.far_plane),
             lock_camera=bool(scene.lock_camera),
             depth_model=scene.depth_model,
+            flat_depth=None if scene.flat_depth is None else float(scene.flat_depth),
+            camera_model=scene.camera_model,
+        )
+
+    def depth_provider(self, device: torch.device) -> DepthProvider:
+        """The depth this camera warps with: its model (loaded here) or flat.
+
+        Raises:
+            ModelLoadError: the depth model cannot be loaded.
+        """
+        estimator = None
+        if self.depth_model not in (None, "flat"):
+            estimator = load_depth_model(str(self.depth_model), device)
+        return DepthProvider(
+            estimator, self.near_plane, self.far_plane, self.field_of_view, flat=self.flat_depth
         )
 
 
@@ -140,10 +165,7 @@ class MotionRuntime:
         camera = CameraSettings.from_scene(scene)
         depth = None
         if scene.animation == "3d" or _uses_depth_loss(scene):
-            estimator = None
-            if camera.depth_model not in (None, "flat"):
-                estimator = load_depth_model(str(camera.depth_model), device)
-            depth = DepthProvider(estimator, camera.near_plane, camera.far_plane, camera.field_of_view)
+            depth = camera.depth_provider(device)
         video = None
         if scene.animation == "video":
             from pytti_engine.video_source import VideoSource
@@ -292,18 +314,21 @@ def _resize_grid(grid: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def grid_3d(image: Tensor, motion: Motion3D, runtime: MotionRuntime) -> Tensor:
-    """The 3D backward grid for ``image``: its depth (cached), moved by ``translate_z``, reprojected.
+    """The 3D backward grid for ``image``: its depth (cached; the render's fixed depth scale), reprojected.
 
-    The new frame's depth is approximated by the previous frame's minus ``translate_z`` (exact for a
-    forward move toward a plane facing the camera; rotations do not depend on depth).
+    ``camera_model: pinhole`` solves for the depth each new pixel sees
+    (:func:`~pytti_engine.warps.warp3d.reprojection_grid_from_previous`); ``pytti`` applies pytti-core's
+    formula (:func:`~pytti_engine.warps.warp3d.pytti_reprojection_grid`).
     """
     if runtime.depth is None:
         raise PyttiError("animation: 3d needs a depth provider (MotionRuntime.from_scene builds it)")
     depth = runtime.depth.depth(image)
-    floor = 1e-3 * runtime.camera.near_plane
-    moved = (depth - motion.translate_z).clamp_min(floor)
     camera = runtime.camera
-    return reprojection_grid(moved, motion, camera.field_of_view, lock_camera=camera.lock_camera)
+    if camera.camera_model == "pytti":
+        return pytti_reprojection_grid(depth, motion, camera.field_of_view, lock_camera=camera.lock_camera)
+    return reprojection_grid_from_previous(
+        depth, motion, camera.field_of_view, lock_camera=camera.lock_camera
+    )
 
 
 @torch.no_grad()
@@ -395,7 +420,11 @@ def _move(
         if not motion3.is_identity():
             if runtime is None:
                 raise PyttiError("animation: 3d needs a MotionRuntime (depth model)")
+            if runtime.depth is not None:  # the render's depth scale lives in its state (checkpointed)
+                runtime.depth.scale = None if state.depth_scale is None else DepthScale(*state.depth_scale)
             grid = grid_3d(state.image.decode().detach(), motion3, runtime)
+            if runtime.depth is not None and runtime.depth.scale is not None:
+                state.depth_scale = (runtime.depth.scale.gain, runtime.depth.scale.offset)
             warp_state(state, grid_warp(grid, infill, sampling), grid_warp(grid, infill, "bilinear"))
     elif settings.animation == "video":
         if runtime is None or runtime.video is None:

@@ -21,12 +21,15 @@ class RenderState:
             ``reset_lr_each_frame`` is set.
         step: optimizer steps taken since the start of the render.
         frame: the last completed frame (0 before the first).
+        depth_scale: 3D: the render's disparity-to-depth map ``(gain, offset)``
+            (:class:`pytti_engine.depth.DepthScale`), fixed by the first depth estimate; ``None`` before.
     """
 
     image: ImageParam
     optimizer: torch.optim.Adam
     step: int = 0
     frame: int = 0
+    depth_scale: tuple[float, float] | None = None
 
 
 def make_optimizer(image: ImageParam, learning_rate: float) -> torch.optim.Adam:

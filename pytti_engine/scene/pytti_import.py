@@ -185,6 +185,11 @@ MODE_SETTINGS: Mapping[str, str] = MappingProxyType(
 _INTERPOLATION = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _NUMPY_CALL = re.compile(r"\bnp\.([a-z0-9_]+)\b")
 _URL_SAFE_COLON = re.compile(r":(?!//)")
+_DEPTH_STATS = re.compile(r"(?<![\w.])(r|R|mu)(?![\w(])")
+TYPICAL_DEPTH_M = 3.0
+"""PyTTI's AdaBins depth of a typical picture (metres): where a flat import puts every pixel."""
+ADABINS_RANGE_M = (1e-3, 10.0)
+"""PyTTI maps AdaBins depth in this range (metres) linearly onto ``[near_plane, far_plane]``."""
 PLACEHOLDER_PROMPT = "a beautiful painting"
 
 
@@ -205,8 +210,9 @@ def _default(key: str) -> Any:
 class _Converter:
     """Builds the scene dict from a pytti config, collecting warnings; one method per group of settings."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], depth_model: str | None = None) -> None:
         self.config = dict(config)
+        self.depth_model = depth_model
         self.warnings: list[str] = []
         self.scene: dict[str, Any] = {}
         self.used: set[str] = {"scenes"} | IGNORED
@@ -247,14 +253,23 @@ class _Converter:
             return None
         return int(number) if kind is int and number.is_integer() else number
 
-    def expression(self, key: str) -> Any:
-        """An expression setting, with ``np.f(`` rewritten to ``f(``; numbers stay numbers."""
+    def expression(self, key: str, depth_stats: str | None = None) -> Any:
+        """An expression setting, with ``np.f(`` rewritten to ``f(``; numbers stay numbers.
+
+        ``depth_stats`` (3D keys): the number that replaces PyTTI's depth statistics ``r``, ``R``, ``mu``.
+        """
         value = self.get(key)
         if not isinstance(value, str):
             return value
         text = _NUMPY_CALL.sub(lambda m: m.group(1), value.strip())
         if text != value.strip():
             self.warn(f"{key}: numpy calls rewritten as math functions ({value!r} -> {text!r})")
+        if depth_stats is not None and _DEPTH_STATS.search(text):
+            before, text = text, _DEPTH_STATS.sub(depth_stats, text)
+            self.warn(
+                f"{key}: PyTTI's depth statistics r, R, mu became the flat depth {depth_stats} "
+                f"({before!r} -> {text!r}); with a depth model they change every frame in PyTTI"
+            )
         try:
             compiled, _ = compile_expression(text, frozenset({"t", "frame"}) | self.bands)
         except ExprError as e:
@@ -490,9 +505,10 @@ class _Converter:
             target = fallback
         self.mode = target
         self.scene["animation"] = target
-        if target in ("2d", "3d"):
+        if target == "2d":
             for key in ("translate_x", "translate_y"):
                 self.put_if_not_default(key, self.expression(key), key)
+        if target in ("2d", "3d"):
             self.scene["sampling_mode"] = self.get("sampling_mode")
             self.scene["infill_mode"] = self.get("infill_mode")
         if target == "2d":
@@ -530,22 +546,68 @@ class _Converter:
         self.scene["zoom"] = f"{grid[0]} / ({grid[0]} - ({zx}))"
 
     def camera_3d(self) -> None:
-        self.put_if_not_default("translate_z", self.expression("translate_z_3d"), "translate_z_3d")
-        rotation = _NUMPY_CALL.sub(lambda m: m.group(1), str(self.get("rotate_3d")).strip())
-        if rotation.replace(" ", "") not in ("[1,0,0,0]", "[1.0,0,0,0]"):
-            self.put("rotate_3d", rotation, "rotate_3d")
-        for key in ("field_of_view", "lock_camera"):
-            self.put_if_not_default(key, self.get(key), key)
-        for key in ("near_plane", "far_plane"):
-            if key in self.config and self.config[key] != PYTTI_DEFAULTS[key]:
+        """PyTTI's 3D camera as ``camera_model: pytti`` (its own reprojection formula).
+
+        Its y-down frame turns pitch and roll the other way: ``rotate_3d: [w, x, y, z]`` becomes
+        ``[w, -x, y, -z]``. Depth units: PyTTI maps AdaBins metres onto ``[near_plane, far_plane]``
+        (about 1000 units per metre with its defaults), so a flat import puts every pixel at the depth of
+        a typical AdaBins picture (``TYPICAL_DEPTH_M``), and a given depth model spans PyTTI's 1 m .. 10 m.
+        """
+        near = self.number("near_plane") or PYTTI_DEFAULTS["near_plane"]
+        far = self.number("far_plane") or PYTTI_DEFAULTS["far_plane"]
+        if not 0 < near < far:
+            self.warn(f"near_plane/far_plane: {near!r}/{far!r} are not 0 < near < far; using PyTTI's 1/10000")
+            near, far = PYTTI_DEFAULTS["near_plane"], PYTTI_DEFAULTS["far_plane"]
+        typical = _pytti_depth_units(TYPICAL_DEPTH_M, near, far)
+        stats = f"{typical:g}"
+        for key in ("translate_x", "translate_y"):
+            self.put_if_not_default(key, self.expression(key, stats), key)
+        self.put_if_not_default("translate_z", self.expression("translate_z_3d", stats), "translate_z_3d")
+        rotation = self.get("rotate_3d")
+        if isinstance(rotation, list | tuple):
+            rotation = "[" + ", ".join(str(v) for v in rotation) + "]"
+        text = _NUMPY_CALL.sub(lambda m: m.group(1), str(rotation).strip())
+        if _DEPTH_STATS.search(text):
+            self.warn(f"rotate_3d: PyTTI's depth statistics r, R, mu became the flat depth {stats}")
+            text = _DEPTH_STATS.sub(stats, text)
+        if text.replace(" ", "") not in ("[1,0,0,0]", "[1.0,0,0,0]"):
+            converted = _y_up_quaternion(text)
+            if converted is None:
                 self.warn(
-                    f"{key}: pytti scales AdaBins depth with it; the meaning differs here, so it was dropped"
+                    f"rotate_3d: {text!r} is not a list [w, x, y, z]; kept as is (PyTTI's frame is y-down: "
+                    "negate x and z to turn the same way here)"
                 )
+                converted = text
+            self.put("rotate_3d", converted, "rotate_3d")
+        self.put("camera_model", "pytti", "camera_model")
+        self.put_if_not_default("field_of_view", self.get("field_of_view"), "field_of_view")
+        lock = bool(self.get("lock_camera"))
+        if self.depth_model is not None:
+            self.put("depth_model", self.depth_model, "depth_model")
+            self.put("near_plane", round(_pytti_depth_units(1.0, near, far), 3), "near_plane")
+            self.put("far_plane", round(_pytti_depth_units(ADABINS_RANGE_M[1], near, far), 3), "far_plane")
+            self.put_if_not_default("lock_camera", lock, "lock_camera")
+            self.warn(
+                "depth_model: pytti used AdaBins (metres); the depth model's relative depth is mapped to "
+                f"PyTTI's 1 m .. 10 m ({self.scene.get('near_plane')} .. {self.scene.get('far_plane')} "
+                "units) on the first frame and kept, so depths differ from AdaBins' per picture"
+            )
+            return
         self.put("depth_model", "flat", "depth_model")
+        self.put("flat_depth", round(typical, 3), "flat_depth")
         self.warn(
-            "depth_model: pytti used AdaBins; set depth_model to a Depth-Anything-V2 folder for parallax "
-            "(converted as 'flat': rotations only, no depth)"
+            f"depth_model: pytti used AdaBins; converted as 'flat' at {typical:g} units (the depth of a "
+            f"typical {TYPICAL_DEPTH_M:g} m picture in PyTTI), so there is no parallax: give "
+            "--depth-model DIR (a Depth-Anything-V2 folder) for depth"
         )
+        self.put("lock_camera", False, "lock_camera")
+        if lock:
+            self.warn(
+                "lock_camera: PyTTI subtracts the mean motion of its AdaBins depth, which keeps the "
+                "parallax; on flat depth that would remove translate_x/y entirely and nearly all of a "
+                "pan or tilt, so the import sets lock_camera: false (the picture drifts with the camera). "
+                "With --depth-model it stays true"
+            )
 
     def video_source(self) -> None:
         path = self.get("video_path")
@@ -639,11 +701,66 @@ class _Converter:
                 self.warn(f"{key}: not supported; dropped ({value!r})")
 
 
-def import_pytti_config(path: str | Path) -> tuple[str, list[str]]:
+def _pytti_depth_units(metres: float, near: float, far: float) -> float:
+    """PyTTI's depth for AdaBins ``metres``: ``interp(m, (1e-3, 10), (near_plane, far_plane))``."""
+    lo, hi = ADABINS_RANGE_M
+    return near + (min(max(metres, lo), hi) - lo) * (far - near) / (hi - lo)
+
+
+def _split_top_level(text: str) -> list[str] | None:
+    """``"[a, b(c, d), e]"`` -> ``["a", "b(c, d)", "e"]``; ``None`` when ``text`` is not one list."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    parts, depth, begin = [], 0, 1
+    for i, ch in enumerate(text[1:-1], start=1):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth < 0:
+            return None
+        if ch == "," and depth == 0:
+            parts.append(text[begin:i].strip())
+            begin = i + 1
+    parts.append(text[begin:-1].strip())
+    return parts if depth == 0 and all(parts) else None
+
+
+def _negated(term: str) -> str:
+    """``-term`` written simply (``0`` stays ``0``, ``-x`` and ``-f(x)*y`` lose their sign)."""
+    value = _plain_number(term)
+    if not isinstance(value, str):
+        return "0" if value == 0 else f"{-value!r}"
+    if term.startswith("-") and _only_products(term[1:].strip()):
+        return term[1:].strip()  # -(-a*b) == a*b: unary minus binds tighter than * and /
+    return f"-({term})"
+
+
+def _only_products(text: str) -> bool:
+    """Whether ``text`` has no operator but ``*``, ``/`` and ``**`` outside parentheses."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and (ch in "+-%<>=!&|^~" or text.startswith("//", i) or ch.isspace()):
+            return False
+    return bool(text)
+
+
+def _y_up_quaternion(text: str) -> str | None:
+    """PyTTI's ``[w, x, y, z]`` (y-down frame) as the same rotation here (y up): ``[w, -x, y, -z]``."""
+    parts = _split_top_level(text)
+    if parts is None or len(parts) != 4:
+        return None
+    w, x, y, z = parts
+    return f"[{w}, {_negated(x)}, {y}, {_negated(z)}]"
+
+
+def import_pytti_config(path: str | Path, *, depth_model: str | None = None) -> tuple[str, list[str]]:
     """Convert a pytti-core config file into scene YAML.
 
     Args:
         path: a pytti-core Hydra config (``default.yaml`` or a ``conf/*.yaml`` override file).
+        depth_model: 3D: the depth model to write (a folder or hub id) instead of flat depth.
 
     Returns:
         ``(yaml_text, warnings)``: the scene file's text and one line per setting that could not be
@@ -659,10 +776,12 @@ def import_pytti_config(path: str | Path) -> tuple[str, list[str]]:
         raise SceneError(file, None, None, "pytti config not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SceneError(file, None, None, f"cannot read pytti config: {e}") from None
-    return convert_pytti_text(text, name=str(file))
+    return convert_pytti_text(text, name=str(file), depth_model=depth_model)
 
 
-def convert_pytti_text(text: str, *, name: str = "<pytti>") -> tuple[str, list[str]]:
+def convert_pytti_text(
+    text: str, *, name: str = "<pytti>", depth_model: str | None = None
+) -> tuple[str, list[str]]:
     """:func:`import_pytti_config` for YAML given as text."""
     try:
         config = yaml.safe_load(text)
@@ -674,7 +793,7 @@ def convert_pytti_text(text: str, *, name: str = "<pytti>") -> tuple[str, list[s
         config = {}
     if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
         raise SceneError(name, None, None, "a pytti config must be a mapping of settings")
-    converter = _Converter(config)
+    converter = _Converter(config, depth_model)
     scene = converter.convert()
     header = f"# Converted from {Path(name).name} by 'pytti import-pytti'.\n"
     if converter.warnings:

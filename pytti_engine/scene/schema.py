@@ -298,6 +298,7 @@ def _expr(default: float, description: str) -> Any:
 # ---- motion keys (issue 4: 3D camera, video source, stabilization; see docs/motion.md) ----------------
 
 FlowModel = Literal["dis", "raft"]
+CameraModel = Literal["pinhole", "pytti"]
 VIDEO_MASK_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"})
 
 
@@ -736,7 +737,17 @@ class Scene(_Model):
     depth_model: Annotated[str | None, AfterValidator(_check_depth_model)] = Field(
         None,
         description="3d: a transformers depth-estimation folder (Depth-Anything-V2), a hub id in the HF "
-        "cache, or 'flat' (constant depth at the focal distance: no parallax)",
+        "cache, or 'flat' (constant depth, flat_depth or the focal distance: no parallax)",
+    )
+    flat_depth: float | None = Field(
+        None,
+        gt=0,
+        description="3d, depth_model: flat: the depth of every pixel (pixels; default the focal length)",
+    )
+    camera_model: CameraModel = Field(
+        "pinhole",
+        description="3d: pinhole (exact reprojection through the depth) or pytti (pytti-core's formula, "
+        "for imported configs)",
     )
     video_path: Annotated[Path | None, AfterValidator(_check_video)] = Field(
         None, description="video: the source video, relative to the scene file"
