@@ -7,9 +7,11 @@ Frame 1 starts from that source frame (unless ``init_image`` is set). At the bou
 
 1. the backward flow between the two source frames (DIS by default) warps the previous rendered frame,
    and the optimizer's moments with it;
-2. pixels that fail the forward-backward check (newly revealed or unreliable) are re-initialized from
-   the new source frame; when fewer than 3 % of the pixels are reliable (a cut), or with
-   ``reencode_each_frame``, the whole frame is re-initialized from the source;
+2. pixels that fail the forward-backward check (newly revealed or unreliable) are re-encoded from the
+   new source frame, and only they (:func:`~pytti_engine.image_params.encode_region`: a limited palette
+   keeps its palettes, the EMA survives everywhere else); with ``reencode_each_frame`` the whole frame
+   is re-encoded that way; when fewer than 3 % of the pixels are reliable (a cut) the image model is
+   encoded afresh from the source (a limited palette refits its palettes, the EMA restarts), as PyTTI;
 3. the result, with the reliability mask, is the target of the ``flow`` stabilization loss.
 
 The flows depend only on the source video, never on the render, so :func:`compute_frame_flows`
@@ -31,6 +33,7 @@ import torch
 from torch import Tensor
 
 from pytti_engine.errors import FFmpegError, PyttiError
+from pytti_engine.image_params import encode_region
 from pytti_engine.motion import MotionOutcome, grid_warp, warp_state
 from pytti_engine.optical_flow import FlowEstimator, FlowModelName, backward_flow, load_flow_model
 from pytti_engine.state import RenderState
@@ -228,7 +231,7 @@ class VideoSource:
     ) -> MotionOutcome:
         """Move ``state`` into output ``frame`` (see the module docstring); returns the flow target.
 
-        Not under ``no_grad``: re-initializing a latent or palette image model (``encode``) may optimize.
+        Not under ``no_grad``: a cut re-encodes the image model (``encode``), which may optimize.
         """
         if frame < 2:
             raise PyttiError(f"video motion starts at frame 2, got {frame}")
@@ -237,9 +240,13 @@ class VideoSource:
         grid = flow_grid(flow.backward.to(self.device))
         warp_state(state, grid_warp(grid, infill, sampling), grid_warp(grid, infill, "bilinear"))
         valid = flow.valid.to(self.device)
-        if self.reencode_each_frame or float(valid.mean()) < CUT_THRESHOLD:
+        if (
+            float(valid.mean()) < CUT_THRESHOLD
+        ):  # a cut: a new picture, palette and all (PyTTI's smart encode)
             state.image.encode(source)
-        elif float(valid.min()) < 1.0:
-            state.image.encode(state.image.decode().detach() * valid + source * (1 - valid))
+        elif self.reencode_each_frame:  # the whole frame from the source, the palette kept (as PyTTI)
+            encode_region(state.image, source, torch.ones_like(valid))
+        elif float(valid.min()) < 1.0:  # only the occluded pixels; palette and EMA elsewhere survive
+            encode_region(state.image, source, 1 - valid)
         target = state.image.decode().detach().clone()
         return MotionOutcome(target=target, valid=valid, source=source)

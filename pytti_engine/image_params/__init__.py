@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pytti_engine.image_params.base import ImageConfig, ImageModelName, ImageParam
+from pytti_engine.image_params.base import (
+    ImageConfig,
+    ImageModelName,
+    ImageParam,
+    RegionEncodable,
+    encode_region,
+)
 from pytti_engine.image_params.palette import PaletteImage
 from pytti_engine.image_params.rgb import RGBImage
 
@@ -19,7 +25,9 @@ __all__ = [
     "ImageParam",
     "PaletteImage",
     "RGBImage",
+    "RegionEncodable",
     "default_learning_rate",
+    "encode_region",
     "image_from_state",
     "make_image",
 ]

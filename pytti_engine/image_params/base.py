@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -139,3 +139,31 @@ class ImageParam(Protocol):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore from :meth:`state_dict`."""
         ...
+
+
+@runtime_checkable
+class RegionEncodable(Protocol):
+    """An image model that can re-encode part of itself, keeping everything global (palette, EMA)."""
+
+    def encode_region(self, pixels: torch.Tensor, mask: torch.Tensor) -> None:
+        """Look like ``pixels`` (1, 3, H, W) where ``mask`` (1, 1, H, W) is 1, unchanged where it is 0."""
+        ...
+
+
+@torch.no_grad()
+def encode_region(image: ImageParam, pixels: torch.Tensor, mask: torch.Tensor) -> None:
+    """Re-encode ``image`` from ``pixels`` only where ``mask`` is 1 (video mode's occluded pixels).
+
+    A model with its own ``encode_region`` (:class:`RegionEncodable`: RGB, limited palette) keeps its
+    palette and the EMA outside the mask. Any other model gets the simple default: ``encode`` of the
+    blend ``decode() · (1 - mask) + pixels · mask`` (which for most models resets their EMA).
+
+    Args:
+        image: the image model.
+        pixels: (1, 3, H, W) picture in [0, 1].
+        mask: (1, 1, H, W) in [0, 1].
+    """
+    if isinstance(image, RegionEncodable):
+        image.encode_region(pixels, mask)
+        return
+    image.encode(torch.lerp(image.decode().detach(), pixels.to(image.decode().dtype), mask))

@@ -50,6 +50,22 @@ class TensorEMA:
         for i in indices:
             self.biased[i].copy_(warp(self.biased[i]))
 
+    @torch.no_grad()
+    def blend_(self, index: int, values: torch.Tensor, mask: torch.Tensor) -> None:
+        """Make the average of tensor ``index`` equal ``values`` where ``mask`` is 1 (and keep it elsewhere).
+
+        For a partial re-encode: the re-encoded region starts its history afresh, the rest keeps its own.
+
+        Args:
+            index: which followed tensor.
+            values: the new values, the tensor's shape.
+            mask: broadcastable to it, in [0, 1] (a blend weight).
+        """
+        if float(self.accum) == 1.0:  # no update yet: the average is the current value already
+            return
+        fresh = values.detach().to(self.biased[index]) * (1.0 - float(self.accum))
+        self.biased[index].mul_(1 - mask).add_(fresh * mask)
+
     def state_dict(self, prefix: str = "ema.") -> dict[str, torch.Tensor]:
         """CPU copies of the buffers."""
         out = {f"{prefix}{i}": b.detach().cpu().clone() for i, b in enumerate(self.biased)}

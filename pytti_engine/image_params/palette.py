@@ -247,6 +247,44 @@ class PaletteImage:
         if self.ema is not None:
             self.ema.reset_()
 
+    @torch.no_grad()
+    def encode_region(self, pixels: Tensor, mask: Tensor) -> None:
+        """Re-encode only where ``mask`` is 1, with the palettes as they are (video occlusions).
+
+        No optimization and no palette change: ``value`` takes the picture's HSP brightness there, and each
+        pixel there picks the palette whose colour at that brightness is nearest the picture's in PyTTI's
+        HSV space (``[R, G, B, S, V]``), with the confidence (largest logit) typical of the image. The EMA
+        of brightness and palette choice restarts there and survives everywhere else.
+
+        Args:
+            pixels: (1, 3, H, W) picture in [0, 1].
+            mask: (1, 1, H, W) in [0, 1]; a model pixel is re-encoded when its area mean is >= 0.5.
+        """
+        check_shape(pixels, "1 3 H W")
+        check_shape(mask, "1 1 H W")
+        p = self.config.pixel_size
+        target = pixels.to(self.value).clamp(0, 1)
+        grid = F.avg_pool2d(target, p) if p > 1 else target
+        region = (F.avg_pool2d(mask.to(self.value), p) if p > 1 else mask.to(self.value)) >= 0.5  # (1,1,h,w)
+        if not bool(region.any()):
+            return
+        weights = grid.new_tensor(_HSP).view(1, 3, 1, 1)
+        value = (grid.square() * weights).sum(1, keepdim=True).sqrt().clamp(0, 1)
+        colours = self.colours()  # (K, S, 3)
+        k, s, _ = colours.shape
+        step = (value * (s - 1)).round().long()[0, 0]  # (h, w)
+        candidates = colours[:, step].permute(0, 3, 1, 2)  # (K, 3, h, w): each palette's colour there
+        error = (hsv_target(candidates) - hsv_target(grid)).square().sum(1)  # (K, h, w)
+        best = F.one_hot(error.argmin(0), k).permute(2, 0, 1)[None].to(self.logits)  # (1, K, h, w)
+        confidence = self.logits.amax(dim=1).mean().clamp(min=1.0)
+        logits = best * confidence
+        mask_value, mask_logits = region.to(self.value), region.to(self.logits)
+        self.value.copy_(torch.lerp(self.value, value, mask_value))
+        self.logits.copy_(torch.lerp(self.logits, logits, mask_logits))
+        if self.ema is not None:
+            self.ema.blend_(1, value, mask_value)
+            self.ema.blend_(2, logits, mask_logits)
+
     def set_target_palette(self, pixels: Tensor, generator: torch.Generator) -> None:
         """Fit a copy of this image to ``pixels`` and lock its sorted palette (``target_palette``)."""
         fit = PaletteImage(

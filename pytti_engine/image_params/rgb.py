@@ -82,6 +82,22 @@ class RGBImage:
         if self.ema is not None:
             self.ema.reset_()
 
+    @torch.no_grad()
+    def encode_region(self, pixels: torch.Tensor, mask: torch.Tensor) -> None:
+        """Set the grid from ``pixels`` only where ``mask`` is 1 (blended by it); the EMA elsewhere survives.
+
+        Args:
+            pixels: (1, 3, H, W) picture in [0, 1].
+            mask: (1, 1, H, W) in [0, 1], area-downsampled to the grid like the picture.
+        """
+        check_shape(pixels, "1 3 H W")
+        check_shape(mask, "1 1 H W")
+        weight = self._to_grid(mask.to(self.pixels)).clamp(0, 1)
+        values = self._to_grid(pixels.to(self.pixels)).clamp(0, 1)
+        self.pixels.copy_(torch.lerp(self.pixels, values, weight))
+        if self.ema is not None:
+            self.ema.blend_(0, values, weight)
+
     def regularization(self) -> torch.Tensor | None:
         """None: RGB has no losses of its own."""
         return None
