@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from kornia.geometry import create_meshgrid
 from torch import Tensor
 
 from pytti_engine.depth import DepthProvider, DepthScale, load_depth_model
@@ -30,7 +31,7 @@ from pytti_engine.stabilization import Stabilizer
 from pytti_engine.state import RenderState, optimizer_state_tensors
 from pytti_engine.types import PaddingMode, SamplingMode
 from pytti_engine.warps import Motion2D, sample_pixels, warp_2d
-from pytti_engine.warps.affine import affine_displacement
+from pytti_engine.warps.affine import affine_displacement, affine_grid
 from pytti_engine.warps.warp3d import (
     CameraModel,
     Motion3D,
@@ -124,14 +125,21 @@ class MotionOutcome:
 
     Attributes:
         target: :math:`(1, 3, H, W)` the image right after the motion (detached): the warped previous
-            frame, or the video's re-initialized frame.
+            frame, or the video's re-encoded frame.
         valid: :math:`(1, 1, H, W)` 1 where the target is reliable (flow not occluded), or ``None``.
         source: :math:`(1, 3, H, W)` the current source-video frame (video mode), or ``None``.
+        previous: :math:`(1, 3, H, W)` the previous frame before the motion (``off``/``2d``/``3d``).
+        flow: :math:`(1, 2, H, W)` the motion's backward flow ``s(p) - p``: where each new pixel came from
+            (``off``/``2d``/``3d``; zero for ``off`` and still frames).
+        flow_valid: :math:`(1, 1, H, W)` 1 where that source lies inside the previous frame.
     """
 
     target: Tensor
     valid: Tensor | None = None
     source: Tensor | None = None
+    previous: Tensor | None = None
+    flow: Tensor | None = None
+    flow_valid: Tensor | None = None
 
 
 @dataclass
@@ -173,7 +181,7 @@ class MotionRuntime:
             video = VideoSource.from_scene(scene, device, flow_dir=flow_dir)
         stabilizer = None
         if _uses_stabilization(scene):
-            stabilizer = Stabilizer.from_scene(scene, None if depth is None else depth.estimator)
+            stabilizer = Stabilizer.from_scene(scene, None if depth is None else depth.estimator, device)
         return cls(camera=camera, depth=depth, video=video, stabilizer=stabilizer)
 
     def initial_image(self) -> Tensor | None:
@@ -215,6 +223,13 @@ def motion_fingerprint(scene: Any) -> dict[str, Any]:
     masks = {k: str(v) for k, v in scene.stabilization.model_dump().items() if k.endswith("_mask") and v}
     if masks:
         out["stabilization_masks"] = masks
+    if _uses_stabilization(scene):  # the losses' definitions (issue 14: PyTTI's), so older frames re-render
+        out["stabilization_losses"] = {
+            "direct": scene.stabilization.direct_space,
+            "semantic": "cutouts paired by position",
+            "flow": "target flow" if scene.animation != "video" else "flow-warped output",
+            "video_target": "source frame",
+        }
     return out
 
 
@@ -402,7 +417,20 @@ def apply_motion(
     outcome = _move(state, frame, settings, runtime)
     if runtime is not None and runtime.stabilizer is not None:
         weights = dict(getattr(frame, "stabilization", ()))
-        runtime.stabilizer.begin_frame(frame.index, weights, outcome.target, outcome.valid)
+        if outcome.source is not None:  # video, as PyTTI: the losses pull toward the new source frame,
+            runtime.stabilizer.begin_frame(  # flow toward the flow-warped output
+                frame.index, weights, outcome.source, outcome.valid, flow_image=outcome.target
+            )
+        else:
+            runtime.stabilizer.begin_frame(
+                frame.index,
+                weights,
+                outcome.target,
+                None,
+                previous=outcome.previous,
+                motion=outcome.flow,
+                motion_valid=outcome.flow_valid,
+            )
     return outcome
 
 
@@ -411,10 +439,20 @@ def _move(
 ) -> MotionOutcome:
     """The mode-specific part of :func:`apply_motion`."""
     infill, sampling = settings.infill_mode, settings.sampling_mode
+    if settings.animation == "video":
+        if runtime is None or runtime.video is None:
+            raise PyttiError("animation: video needs a MotionRuntime with the source video")
+        outcome: MotionOutcome = runtime.video.advance(state, frame.index, infill, sampling)
+        return outcome
+    previous = state.image.decode().detach().clone()
+    height, width = previous.shape[-2:]
+    grid: Tensor | None = None
     if settings.animation == "2d":
         motion = frame_motion(frame)
         if not motion.is_identity():
             warp_state_2d(state, motion, infill, sampling)
+            grid_height, grid_width = state.image.config.grid  # the 2D motion is in model pixels
+            grid = affine_grid(motion, grid_height, grid_width, device=previous.device)
     elif settings.animation == "3d":
         motion3 = frame_motion_3d(frame)
         if not motion3.is_identity():
@@ -422,12 +460,27 @@ def _move(
                 raise PyttiError("animation: 3d needs a MotionRuntime (depth model)")
             if runtime.depth is not None:  # the render's depth scale lives in its state (checkpointed)
                 runtime.depth.scale = None if state.depth_scale is None else DepthScale(*state.depth_scale)
-            grid = grid_3d(state.image.decode().detach(), motion3, runtime)
+            grid = grid_3d(previous, motion3, runtime)
             if runtime.depth is not None and runtime.depth.scale is not None:
                 state.depth_scale = (runtime.depth.scale.gain, runtime.depth.scale.offset)
             warp_state(state, grid_warp(grid, infill, sampling), grid_warp(grid, infill, "bilinear"))
-    elif settings.animation == "video":
-        if runtime is None or runtime.video is None:
-            raise PyttiError("animation: video needs a MotionRuntime with the source video")
-        return runtime.video.advance(state, frame.index, infill, sampling)
-    return MotionOutcome(target=state.image.decode().detach().clone())
+    flow, inside = _backward_flow(grid, previous)
+    return MotionOutcome(
+        target=state.image.decode().detach().clone(), previous=previous, flow=flow, flow_valid=inside
+    )
+
+
+def _backward_flow(grid: Tensor | None, image: Tensor) -> tuple[Tensor, Tensor]:
+    """``(s(p) - p, inside)`` of a backward grid (zero and all-inside without one), on ``image``'s pixels."""
+    batch, _, height, width = image.shape
+    if grid is None:
+        return image.new_zeros(batch, 2, height, width), image.new_ones(batch, 1, height, width)
+    if grid.shape[1:3] != (height, width):
+        grid = _resize_grid(grid, (height, width))
+    pixels = create_meshgrid(
+        height, width, normalized_coordinates=False, device=grid.device, dtype=grid.dtype
+    )
+    x, y = grid[..., 0], grid[..., 1]
+    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    flow = torch.where(inside.unsqueeze(-1), grid - pixels, torch.zeros_like(grid))
+    return flow.permute(0, 3, 1, 2).to(image.dtype), inside.unsqueeze(1).to(image.dtype)

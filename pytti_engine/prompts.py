@@ -20,7 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from pytti_engine.checks import check_shape
-from pytti_engine.cutouts import CutoutConfig, sample_cutouts
+from pytti_engine.cutouts import CutoutConfig, Cutouts, sample_cutouts
+from pytti_engine.losses import gated_loss, paired_spherical_distance
 from pytti_engine.perceptors import Perceptor
 
 IMAGE_PROMPT_OFFSET = 0.7
@@ -202,3 +203,32 @@ def match_cutouts(stored: Tensor, current: Tensor) -> Tensor:
     index = np.empty(a.shape[0], dtype=np.int64)
     index[rows] = cols
     return torch.from_numpy(index).to(stored.device)
+
+
+def image_prompt_loss(
+    target: ImagePromptTarget,
+    index: int,
+    embeds: Tensor,
+    cuts: Cutouts,
+    weight: float | Tensor,
+    stop: float | None,
+    mask_stop: Tensor | None = None,
+) -> Tensor:
+    """A semantic image prompt's loss: pair cutouts by position, distance + 0.7, then the stop gate.
+
+    Args:
+        target: the embedded picture.
+        index: the perceptor's index.
+        embeds: :math:`(N, D)` this step's cutout embeddings.
+        cuts: this step's cutouts (for their centres).
+        weight: the prompt weight, or :math:`(N,)` per-cutout weights.
+        stop: the prompt's stop, or ``None``.
+        mask_stop: :math:`(N,)` gate from a mask, or ``None``.
+
+    Returns:
+        Scalar loss.
+    """
+    pairs = match_cutouts(target.offsets[index], cuts.offsets)
+    stored = target.embeds[index].index_select(0, pairs.to(target.embeds[index].device))
+    distance = paired_spherical_distance(embeds, stored.to(embeds)) + IMAGE_PROMPT_OFFSET
+    return gated_loss(distance, weight, stop, mask_stop)

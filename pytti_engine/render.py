@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,17 +39,11 @@ from pytti_engine.errors import PyttiError
 from pytti_engine.image_params import ImageConfig, ImageParam, PaletteImage, default_learning_rate, make_image
 from pytti_engine.image_params.vqgan import VQGANImage, latent_loss
 from pytti_engine.io import load_image
-from pytti_engine.losses import gated_loss, hsv_mse, paired_spherical_distance, prompt_loss, tv_loss
+from pytti_engine.losses import gated_loss, hsv_mse, prompt_loss, tv_loss
 from pytti_engine.masks import image_mask_weights, position_mask_stop, text_mask_stop
 from pytti_engine.motion import MotionFrame, MotionRuntime, apply_motion
 from pytti_engine.perceptors import Perceptor
-from pytti_engine.prompts import (
-    IMAGE_PROMPT_OFFSET,
-    DirectTarget,
-    ImagePromptTarget,
-    PromptTargets,
-    match_cutouts,
-)
+from pytti_engine.prompts import DirectTarget, PromptTargets, image_prompt_loss
 from pytti_engine.state import RenderState, make_optimizer
 from pytti_engine.types import BorderMode, PaddingMode, SamplingMode
 
@@ -354,35 +348,6 @@ def _prompt_term(
     return prompt_loss(embeds, targets.lookup(index, prompt.text), w, stop, mask_stop)
 
 
-def image_prompt_loss(
-    target: ImagePromptTarget,
-    index: int,
-    embeds: Tensor,
-    cuts: Cutouts,
-    weight: float | Tensor,
-    stop: float | None,
-    mask_stop: Tensor | None = None,
-) -> Tensor:
-    """A semantic image prompt's loss: pair cutouts by position, distance + 0.7, then the stop gate.
-
-    Args:
-        target: the embedded picture.
-        index: the perceptor's index.
-        embeds: :math:`(N, D)` this step's cutout embeddings.
-        cuts: this step's cutouts (for their centres).
-        weight: the prompt weight, or :math:`(N,)` per-cutout weights.
-        stop: the prompt's stop, or ``None``.
-        mask_stop: :math:`(N,)` gate from a mask, or ``None``.
-
-    Returns:
-        Scalar loss.
-    """
-    pairs = match_cutouts(target.offsets[index], cuts.offsets)
-    stored = target.embeds[index].index_select(0, pairs.to(target.embeds[index].device))
-    distance = paired_spherical_distance(embeds, stored.to(embeds)) + IMAGE_PROMPT_OFFSET
-    return gated_loss(distance, weight, stop, mask_stop)
-
-
 def _note(terms: dict[str, Tensor] | None, name: str, value: Tensor, scale: float = 1.0) -> None:
     """Add a detached loss term to ``terms`` (the per-term breakdown reported in :class:`StepEvent`)."""
     if terms is not None:
@@ -445,9 +410,10 @@ def perceptor_loss(
             _note(terms, "init/semantic", term, share)
         semantic = None
         if stabilizer is not None:
-            semantic = stabilizer.semantic(
-                frame.index, i, embeds, cuts, perceptor.encode_image, perceptor.input_size
+            target_cuts = replace(
+                ctx.settings.cutout_config(perceptor.input_size), cutouts=ctx.settings.cutouts
             )
+            semantic = stabilizer.semantic(frame.index, i, embeds, cuts, perceptor, target_cuts)
         if semantic is not None:
             total = total + share * semantic
             _note(terms, "stabilization/semantic", semantic, share)

@@ -1,18 +1,23 @@
 """Stabilization losses: keep each frame close to what the motion predicts (PyTTI's ``*_stabilization_weight``).
 
-The target of frame N is the image right after the motion into N (:class:`~pytti_engine.motion.MotionOutcome`):
-the warped previous frame in ``2d``/``3d``/``off``, the flow-warped previous output with occlusions
-re-initialized from the source in ``video``. Frame 1 has no target. Each loss has a per-frame weight
-(the plan's ``stabilization`` values, expressions of ``t``) and an optional mask image or video
-(white = stabilize, black = free):
+The target of frame N (as PyTTI): in ``2d``/``3d``/``off`` the image right after the motion into N (the
+warped previous frame, :class:`~pytti_engine.motion.MotionOutcome`); in ``video`` the new source frame,
+except for ``flow``, whose target is the flow-warped previous output. Frame 1 has no target. Each loss
+has a per-frame weight (the plan's ``stabilization`` values, expressions of ``t``) and an optional mask
+image or video (white = stabilize, black = free):
 
 =========  ==============================================================================================
-direct     ``mean(mask · (image - target)²)``
+direct     PyTTI's ``HSVLoss``: ``mean(mask · (x - target)²)`` over ``[R, G, B, S, V]`` of both
+           (``direct_space: rgb``: over ``[R, G, B]`` only)
 edge       the same on Sobel gradients of the luma (``kornia.filters.spatial_gradient``, normalized)
 depth      the same on the depth model's normalized disparity of image and target (needs a model folder)
-flow       ``video``: the direct loss restricted to pixels whose flow passed the forward-backward check
-semantic   spherical distance between each cutout's embedding and the target's embedding; cutouts are
-           weighted by their mean mask value (computed in the renderer's perceptor pass)
+flow       ``video``: the RGB loss restricted to pixels whose flow passed the forward-backward check;
+           otherwise PyTTI's ``TargetFlowLoss``: the optical flow from the previous frame (before the
+           motion) to the image, estimated with gradient every step, against the motion's own flow:
+           ``mean(mask · |flow - target|²) / max(mean |target|², 1 px²)``
+semantic   PyTTI's stabilization prompt: the target's cutouts are embedded once per frame and perceptor,
+           each step's cutouts are paired with them by position (Hungarian matching of the centres, as a
+           semantic image prompt), distance + 0.7; a mask weights cutouts by their mean mask value
 =========  ==============================================================================================
 
 The pure loss functions take tensors; :class:`Stabilizer` holds the per-frame target, the precomputed
@@ -24,20 +29,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
 from kornia.filters import spatial_gradient
 from torch import Tensor
 
 from pytti_engine.checks import check_shape
+from pytti_engine.cutouts import CutoutConfig, Cutouts
 from pytti_engine.depth import DepthEstimator
-from pytti_engine.losses import spherical_distance
+from pytti_engine.devices import make_generator
+from pytti_engine.losses import hsv_target
+from pytti_engine.optical_flow import DifferentiableFlow
+
+if TYPE_CHECKING:  # the perceptor modules import open_clip: only the semantic loss needs them, lazily
+    from pytti_engine.perceptors import Perceptor
+    from pytti_engine.prompts import ImagePromptTarget
 
 PIXEL_LOSSES = ("direct", "edge", "depth", "flow")
+FLOW_MAGNITUDE_FLOOR = 1.0
+"""Smallest ``mean |target flow|²`` (px²) the flow loss divides by (PyTTI divides by it unguarded)."""
 MASK_SUFFIXES_VIDEO = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"})
 
 
@@ -83,36 +96,24 @@ def unit_disparity(disparity: Tensor) -> Tensor:
     return (disparity - lo) / (hi - lo).clamp_min(1e-6 * hi.abs().clamp_min(1e-12))
 
 
-def semantic_loss(embeds: Tensor, target: Tensor, weights: Tensor | None = None) -> Tensor:
-    """Mean spherical distance between cutout embeddings and the target image's embedding.
-
-    Args:
-        embeds: :math:`(N, D)` cutout embeddings.
-        target: :math:`(D,)` the target image's embedding.
-        weights: :math:`(N,)` per-cutout weights (a mask), or ``None``.
-
-    Returns:
-        Scalar.
-    """
-    distance = spherical_distance(F.normalize(embeds, dim=-1), F.normalize(target, dim=-1)[None]).reshape(-1)
-    if weights is not None:
-        distance = distance * weights.to(distance)
-    return distance.mean()
-
-
 @dataclass
 class FrameTarget:
     """One frame's stabilization target and the features computed from it once.
 
     Attributes:
         frame: the output frame (1-based).
-        image: :math:`(1, 3, H, W)` the target.
+        image: :math:`(1, 3, H, W)` the target of ``direct``, ``edge``, ``depth`` and ``semantic``.
         valid: :math:`(1, 1, H, W)` reliable pixels (video), or ``None``.
         weights: the frame's non-zero loss weights by name.
         masks: this frame's masks by loss name, :math:`(1, 1, H, W)`.
         edges: Sobel edges of the target (when ``edge`` is on).
         depth: unit disparity of the target (when ``depth`` is on).
-        embeds: the target's embedding per perceptor index (``semantic``, filled on first use).
+        hsv: ``[R, G, B, S, V]`` of the target (when ``direct`` is on in HSV).
+        flow_image: :math:`(1, 3, H, W)` the target of video mode's ``flow`` loss (the flow-warped output).
+        previous: :math:`(1, 3, H, W)` the previous frame before the motion (the flow loss outside video).
+        motion: :math:`(1, 2, H, W)` the motion's backward flow ``s(p) - p`` (the flow loss outside video).
+        motion_valid: :math:`(1, 1, H, W)` pixels whose source lies inside the previous frame.
+        embeds: the target's cutouts per perceptor index (``semantic``, embedded on first use).
     """
 
     frame: int
@@ -122,7 +123,12 @@ class FrameTarget:
     masks: dict[str, Tensor] = field(default_factory=dict)
     edges: Tensor | None = None
     depth: Tensor | None = None
-    embeds: dict[int, Tensor] = field(default_factory=dict)
+    hsv: Tensor | None = None
+    flow_image: Tensor | None = None
+    previous: Tensor | None = None
+    motion: Tensor | None = None
+    motion_valid: Tensor | None = None
+    embeds: dict[int, ImagePromptTarget] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,6 +140,9 @@ class Stabilizer:
         depth_model: the depth estimator for the ``depth`` loss, or ``None``.
         fps: frame rate the video masks are decoded at.
         frame_stride: video masks advance this many frames per output frame.
+        direct_space: ``hsv`` (PyTTI's ``[R, G, B, S, V]``) or ``rgb``.
+        flow_model: the differentiable flow estimator of the ``flow`` loss outside video mode, or ``None``.
+        seed: the render's seed (the semantic target's cutouts are drawn from it and the frame).
         current: the target of the frame being optimized (set by :meth:`begin_frame`).
     """
 
@@ -141,29 +150,78 @@ class Stabilizer:
     depth_model: DepthEstimator | None = None
     fps: float = 12.0
     frame_stride: int = 1
+    direct_space: str = "hsv"
+    flow_model: DifferentiableFlow | None = None
+    seed: int = 0
     current: FrameTarget | None = None
     _decoded: dict[Path, Tensor] = field(default_factory=dict)
 
     @classmethod
-    def from_scene(cls, scene: Any, depth_model: DepthEstimator | None) -> Stabilizer:
-        """The stabilizer of a validated scene (masks resolved, depth model shared with the 3D warp)."""
+    def from_scene(
+        cls, scene: Any, depth_model: DepthEstimator | None, device: torch.device | None = None
+    ) -> Stabilizer:
+        """The stabilizer of a validated scene (masks resolved, depth model shared with the 3D warp; the
+        differentiable flow estimator made when ``flow`` is on outside video mode).
+
+        Raises:
+            ModelLoadError: ``flow_model: raft`` weights cannot be loaded.
+        """
+        from pytti_engine.optical_flow import differentiable_flow
+
         stab = scene.stabilization
         masks = {name: getattr(stab, f"{name}_mask") for name in (*PIXEL_LOSSES, "semantic")}
+        flow_model = None
+        if scene.animation != "video" and not (stab.flow.is_constant and stab.flow.value == 0):
+            flow_model = differentiable_flow(
+                scene.flow_model, device or torch.device("cpu"), weights=scene.flow_weights
+            )
         return cls(
             masks={k: Path(v) for k, v in masks.items() if v is not None},
             depth_model=depth_model,
             fps=float(scene.fps),
             frame_stride=int(getattr(scene, "frame_stride", 1)) if scene.animation == "video" else 1,
+            direct_space=str(stab.direct_space),
+            flow_model=flow_model,
+            seed=int(scene.seed),
         )
 
     @torch.no_grad()
-    def begin_frame(self, frame: int, weights: dict[str, float], image: Tensor, valid: Tensor | None) -> None:
-        """Set the target of output ``frame`` (called by ``apply_motion`` right after the motion)."""
+    def begin_frame(
+        self,
+        frame: int,
+        weights: dict[str, float],
+        image: Tensor,
+        valid: Tensor | None,
+        *,
+        flow_image: Tensor | None = None,
+        previous: Tensor | None = None,
+        motion: Tensor | None = None,
+        motion_valid: Tensor | None = None,
+    ) -> None:
+        """Set the targets of output ``frame`` (called by ``apply_motion`` right after the motion).
+
+        Args:
+            frame: the output frame.
+            weights: the frame's loss weights by name.
+            image: :math:`(1, 3, H, W)` the target of ``direct``/``edge``/``depth``/``semantic``.
+            valid: :math:`(1, 1, H, W)` video mode's reliable pixels, or ``None``.
+            flow_image: video mode: the target of ``flow`` (the flow-warped output); default ``image``.
+            previous: outside video: the previous frame before the motion.
+            motion: outside video: :math:`(1, 2, H, W)` the motion's backward flow ``s(p) - p``.
+            motion_valid: outside video: :math:`(1, 1, H, W)` pixels whose source is inside the frame.
+        """
         active = {k: float(v) for k, v in weights.items() if v}
         target = FrameTarget(frame=frame, image=image, valid=valid, weights=active)
+        target.flow_image = image if flow_image is None else flow_image
+        target.previous, target.motion, target.motion_valid = previous, motion, motion_valid
         for name in active:
             if name in self.masks:
                 target.masks[name] = self.mask(name, frame, image.shape[-2:], image.device)
+        if "direct" in active and self.direct_space == "hsv":
+            target.hsv = hsv_target(image)
+        if "flow" in active and valid is None:
+            if self.flow_model is None or previous is None or motion is None:
+                raise ValueError("the flow stabilization loss needs the previous frame and the motion's flow")
         if "edge" in active:
             target.edges = sobel_edges(image)
         if "depth" in active:
@@ -216,6 +274,8 @@ class Stabilizer:
     def _term(self, name: str, image: Tensor, target: FrameTarget) -> Tensor:
         mask = target.masks.get(name)
         if name == "direct":
+            if target.hsv is not None:
+                return masked_mse(hsv_target(image), target.hsv, mask)
             return masked_mse(image, target.image, mask)
         if name == "edge":
             assert target.edges is not None
@@ -223,39 +283,84 @@ class Stabilizer:
         if name == "depth":
             assert target.depth is not None and self.depth_model is not None
             return masked_mse(unit_disparity(self.depth_model(image)), target.depth, mask)
-        valid = target.valid if target.valid is not None else None
-        combined = valid if mask is None else (mask if valid is None else mask * valid)
-        return masked_mse(image, target.image, combined)
+        if target.valid is None:  # outside video: PyTTI's TargetFlowLoss
+            assert self.flow_model is not None and target.previous is not None and target.motion is not None
+            return flow_loss(
+                self.flow_model, image, target.previous, target.motion, _both(mask, target.motion_valid)
+            )
+        assert target.flow_image is not None
+        return masked_mse(image, target.flow_image, _both(mask, target.valid))
 
     def semantic(
-        self, frame: int, index: int, embeds: Tensor, cuts: Any, encode: Any, input_size: int
+        self,
+        frame: int,
+        index: int,
+        embeds: Tensor,
+        cuts: Cutouts,
+        perceptor: Perceptor,
+        config: CutoutConfig,
     ) -> Tensor | None:
         """The weighted ``semantic`` loss for one perceptor's cutouts, or ``None`` when off.
 
+        PyTTI's stabilization prompt: the target is cut ``config.cutouts`` times (from a generator seeded
+        by the render's seed, the frame and the perceptor, so a resumed frame repeats itself) and
+        embedded once per frame; each step's cutouts are paired with those by position and compared
+        (:func:`~pytti_engine.prompts.image_prompt_loss`, distance + 0.7).
+
         Args:
             frame: the output frame being optimized.
-            index: the perceptor's index (its target embedding is cached per frame).
+            index: the perceptor's index.
             embeds: :math:`(N, D)` this step's cutout embeddings.
-            cuts: the step's cutouts (``offsets``, ``sizes``: :math:`(N, 2)` normalized), for the mask.
-            encode: the perceptor's ``encode_image`` (images :math:`(B, 3, S, S)` -> :math:`(B, D)`).
-            input_size: the perceptor's input size ``S``.
+            cuts: the step's cutouts (their centres, and sizes for a mask).
+            perceptor: the perceptor (it embeds the target's cutouts).
+            config: the cutout config for the target (at least ``N`` cutouts).
         """
+        from pytti_engine.prompts import embed_image_prompt, image_prompt_loss
+
         target = self.target_for(frame)
         weight = None if target is None else target.weights.get("semantic")
         if target is None or not weight:
             return None
         if index not in target.embeds:
-            with torch.no_grad():
-                resized = F.interpolate(
-                    target.image, size=(input_size, input_size), mode="bilinear", antialias=True
-                )
-                target.embeds[index] = encode(resized)[0].float().detach()
-        weights = None
+            generator = make_generator(self.seed, frame, f"semantic-stabilization/{index}")
+            picture = target.image.to(perceptor.device)
+            target.embeds[index] = embed_image_prompt([perceptor], picture, [config], generator)
+        weights: float | Tensor = weight
         if "semantic" in target.masks:
             from pytti_engine.masks import image_mask_weights
 
-            weights = image_mask_weights(target.masks["semantic"][0, 0], cuts.offsets, cuts.sizes)
-        return weight * semantic_loss(embeds, target.embeds[index].to(embeds), weights)
+            weights = weight * image_mask_weights(target.masks["semantic"][0, 0], cuts.offsets, cuts.sizes)
+        return image_prompt_loss(target.embeds[index], 0, embeds, cuts, weights, None)
+
+
+def _both(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    """The product of two optional masks."""
+    return a if b is None else (b if a is None else a * b)
+
+
+def flow_loss(
+    estimator: DifferentiableFlow, image: Tensor, previous: Tensor, motion: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """PyTTI's ``TargetFlowLoss``: the estimated flow from ``previous`` to ``image`` against ``motion``.
+
+    ``mean(mask · |estimator(image, previous) - motion|²) / max(mean |motion|², 1 px²)``: the image is
+    pulled toward a picture that the flow estimator sees moving as the camera moved, whatever its
+    colours do (unlike ``direct``, which pulls the pixels themselves).
+
+    Args:
+        estimator: a differentiable backward-flow estimator (``image(p) ≈ previous(p + flow(p))``).
+        image: :math:`(1, 3, H, W)` the current image (differentiable).
+        previous: :math:`(1, 3, H, W)` the previous frame before the motion.
+        motion: :math:`(1, 2, H, W)` the motion's backward flow ``s(p) - p`` in pixels.
+        mask: :math:`(1, 1, H, W)` in [0, 1], or ``None``.
+
+    Returns:
+        Scalar.
+    """
+    check_shape(motion, "1 2 H W")
+    estimate = estimator(image, previous)
+    magnitude = motion.pow(2).sum(1).mean().clamp_min(FLOW_MAGNITUDE_FLOOR)
+    return masked_mse(estimate, motion.to(estimate), mask) / magnitude
 
 
 def load_mask(path: Path, size: tuple[int, int], fps: float) -> Tensor:

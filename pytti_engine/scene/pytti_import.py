@@ -631,6 +631,9 @@ class _Converter:
             raw = self.get(key)
             if raw is None or str(raw).strip() in ("", "0"):
                 continue
+            if kind == "flow" and self.mode == "2d":
+                self.warn(f"{key}: pytti has no flow loss in 2D mode (it ignores the weight); dropped")
+                continue
             weight_part, _, stop = str(raw).partition(":")
             weight, _, mask = weight_part.partition("_")
             weights[kind] = _plain_number(weight.strip())

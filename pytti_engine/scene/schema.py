@@ -371,11 +371,20 @@ class Stabilization(_Model):
     optional greyscale image or video (white = stabilize, black = free; a video steps with the frames).
     """
 
-    direct: Expr = _expr(0, "pixel MSE to the warped previous frame")
-    semantic: Expr = _expr(0, "CLIP distance between the frame and the warped previous frame")
+    direct: Expr = _expr(0, "MSE to the warped previous frame (video: the source frame), in direct_space")
+    semantic: Expr = _expr(
+        0, "CLIP distance between cutouts of the frame and of the target, paired by position (+0.7)"
+    )
     edge: Expr = _expr(0, "MSE between Sobel edge maps of the frame and the warped previous frame")
     depth: Expr = _expr(0, "MSE between depth maps (needs depth_model) of the frame and the target")
-    flow: Expr = _expr(0, "video: MSE to the flow-warped previous frame, masked by flow occlusions")
+    flow: Expr = _expr(
+        0,
+        "video: MSE to the flow-warped previous output, masked by flow occlusions; otherwise the optical "
+        "flow from the previous frame to this one against the camera's motion (PyTTI's 3D flow loss)",
+    )
+    direct_space: Literal["hsv", "rgb"] = Field(
+        "hsv", description="direct: hsv (PyTTI: MSE over R, G, B, saturation, value) or rgb (R, G, B only)"
+    )
     direct_mask: MaskPath = Field(None, description="mask image/video for the direct loss")
     semantic_mask: MaskPath = Field(None, description="mask image/video for the semantic loss")
     edge_mask: MaskPath = Field(None, description="mask image/video for the edge loss")

@@ -233,3 +233,11 @@ def test_import_text_with_a_depth_model_maps_pytti_planes() -> None:
     assert scene["near_plane"] == pytest.approx(np.interp(1.0, (1e-3, 10), (1, 10000)), abs=1e-3)
     assert scene["far_plane"] == 10000 and "lock_camera" not in scene  # true, our default too
     assert any("mapped to PyTTI's 1 m .. 10 m" in w for w in warnings)
+
+
+def test_2d_flow_weight_is_dropped_as_pytti_ignores_it() -> None:
+    text, warnings = convert_pytti_text(
+        "scenes: a\nanimation_mode: 2D\nflow_stabilization_weight: '2'\ndirect_stabilization_weight: 1\n"
+    )
+    assert yaml.safe_load(text)["stabilization"] == {"direct": 1}
+    assert any("pytti has no flow loss in 2D mode" in w for w in warnings)
