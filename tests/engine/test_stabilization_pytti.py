@@ -70,9 +70,9 @@ def test_semantic_stabilization_pairs_cutouts_by_position() -> None:
     assert _semantic(again, target, perceptor, 0) == same[0]
 
 
-def _texture(shift: float = 0.0) -> torch.Tensor:
+def _texture(shift: float = 0.0, size: int = SIZE) -> torch.Tensor:
     y, x = torch.meshgrid(
-        torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32), indexing="ij"
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
     )
     x = x - shift
     channels = [
@@ -82,14 +82,15 @@ def _texture(shift: float = 0.0) -> torch.Tensor:
 
 
 def test_flow_stabilization_rewards_the_camera_motion_not_the_colours() -> None:
-    previous = _texture()
-    motion = torch.zeros(1, 2, SIZE, SIZE)
+    n = 32
+    previous = _texture(size=n)
+    motion = torch.zeros(1, 2, n, n)
     motion[:, 0] = -2.0  # content moved 2 px right: each new pixel came from 2 px to its left
-    moved = _texture(2.0)  # the previous frame moved as the camera says
+    moved = _texture(2.0, size=n)  # the previous frame moved as the camera says
     dimmed = 0.4 * moved + 0.05  # moved right, but duller and darker
     estimator = LucasKanadeFlow()
-    inner = torch.zeros(1, 1, SIZE, SIZE)
-    inner[..., 8:-8, 8:-8] = 1.0
+    inner = torch.zeros(1, 1, n, n)
+    inner[..., 6:-6, 6:-6] = 1.0
 
     def flow(image: torch.Tensor) -> float:
         return float(flow_loss(estimator, image, previous, motion, inner))
