@@ -464,7 +464,7 @@ def image_loss(
     if regularization is not None:
         named.append(("image_model", regularization))
     stabilizer = ctx.motion.stabilizer if ctx.motion is not None else None
-    stabilization = stabilizer.pixel_loss(image, frame.index) if stabilizer is not None else None
+    stabilization = stabilizer.pixel_loss(image, frame.index, model) if stabilizer is not None else None
     if stabilization is not None:  # direct / edge / depth / flow stabilization (pytti_engine.stabilization)
         named.append(("stabilization/pixel", stabilization))
     if not named:

@@ -8,7 +8,7 @@ image or video (white = stabilize, black = free):
 
 =========  ==============================================================================================
 direct     PyTTI's ``HSVLoss``: ``mean(mask · (x - target)²)`` over ``[R, G, B, S, V]`` of both
-           (``direct_space: rgb``: over ``[R, G, B]`` only)
+           (``direct_space: rgb``: over ``[R, G, B]`` only); a VQGAN uses PyTTI's ``LatentLoss`` instead
 edge       the same on Sobel gradients of the luma (``kornia.filters.spatial_gradient``, normalized)
 depth      the same on the depth model's normalized disparity of image and target (needs a model folder)
 flow       ``video``: the RGB loss restricted to pixels whose flow passed the forward-backward check;
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
 from kornia.filters import spatial_gradient
 from torch import Tensor
@@ -109,6 +110,7 @@ class FrameTarget:
         edges: Sobel edges of the target (when ``edge`` is on).
         depth: unit disparity of the target (when ``depth`` is on).
         hsv: ``[R, G, B, S, V]`` of the target (when ``direct`` is on in HSV).
+        latent: a VQGAN image's quantized latent of the target (``direct``, made on first use).
         flow_image: :math:`(1, 3, H, W)` the target of video mode's ``flow`` loss (the flow-warped output).
         previous: :math:`(1, 3, H, W)` the previous frame before the motion (the flow loss outside video).
         motion: :math:`(1, 2, H, W)` the motion's backward flow ``s(p) - p`` (the flow loss outside video).
@@ -124,6 +126,7 @@ class FrameTarget:
     edges: Tensor | None = None
     depth: Tensor | None = None
     hsv: Tensor | None = None
+    latent: Tensor | None = None
     flow_image: Tensor | None = None
     previous: Tensor | None = None
     motion: Tensor | None = None
@@ -249,12 +252,13 @@ class Stabilizer:
         index = min((frame - 1) * self.frame_stride, stack.shape[0] - 1)
         return stack[index : index + 1].to(device)
 
-    def pixel_loss(self, image: Tensor, frame: int) -> Tensor | None:
+    def pixel_loss(self, image: Tensor, frame: int, model: Any = None) -> Tensor | None:
         """The weighted sum of the ``direct``/``edge``/``depth``/``flow`` losses for this step, or ``None``.
 
         Args:
             image: :math:`(1, 3, H, W)` the decoded image (differentiable).
             frame: the output frame being optimized.
+            model: the image model; a VQGAN makes ``direct`` PyTTI's ``LatentLoss``.
         """
         target = self.target_for(frame)
         if target is None:
@@ -263,7 +267,7 @@ class Stabilizer:
         for name in PIXEL_LOSSES:
             weight = target.weights.get(name)
             if weight:
-                terms.append(weight * self._term(name, image, target))
+                terms.append(weight * self._term(name, image, target, model))
         if not terms:
             return None
         total = terms[0]
@@ -271,9 +275,13 @@ class Stabilizer:
             total = total + term
         return total
 
-    def _term(self, name: str, image: Tensor, target: FrameTarget) -> Tensor:
+    def _term(self, name: str, image: Tensor, target: FrameTarget, model: Any = None) -> Tensor:
         mask = target.masks.get(name)
         if name == "direct":
+            from pytti_engine.image_params.vqgan import VQGANImage
+
+            if isinstance(model, VQGANImage):  # PyTTI's preferred loss of a VQGAN: LatentLoss
+                return _latent_direct(model, image, target, mask)
             if target.hsv is not None:
                 return masked_mse(hsv_target(image), target.hsv, mask)
             return masked_mse(image, target.image, mask)
@@ -331,6 +339,18 @@ class Stabilizer:
 
             weights = weight * image_mask_weights(target.masks["semantic"][0, 0], cuts.offsets, cuts.sizes)
         return image_prompt_loss(target.embeds[index], 0, embeds, cuts, weights, None)
+
+
+def _latent_direct(model: Any, image: Tensor, target: FrameTarget, mask: Tensor | None) -> Tensor:
+    """PyTTI's ``LatentLoss`` to the target: ``MSE(quantized latent) / 2 + MSE(pixels) / 10`` (masked; the
+    mask is area-averaged onto the latent grid)."""
+    if target.latent is None:
+        target.latent = model.encode_target(target.image)
+    latent = model.quantized_latent()
+    small = (
+        None if mask is None else F.adaptive_avg_pool2d(mask, (int(latent.shape[-2]), int(latent.shape[-1])))
+    )
+    return masked_mse(latent, target.latent, small) / 2 + masked_mse(image, target.image, mask) / 10
 
 
 def _both(a: Tensor | None, b: Tensor | None) -> Tensor | None:

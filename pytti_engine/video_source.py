@@ -240,10 +240,8 @@ class VideoSource:
         grid = flow_grid(flow.backward.to(self.device))
         warp_state(state, grid_warp(grid, infill, sampling), grid_warp(grid, infill, "bilinear"))
         valid = flow.valid.to(self.device)
-        if (
-            float(valid.mean()) < CUT_THRESHOLD
-        ):  # a cut: a new picture, palette and all (PyTTI's smart encode)
-            state.image.encode(source)
+        if float(valid.mean()) < CUT_THRESHOLD:
+            state.image.encode(source)  # a cut: a new picture, palette and all (PyTTI's smart encode)
         elif self.reencode_each_frame:  # the whole frame from the source, the palette kept (as PyTTI)
             encode_region(state.image, source, torch.ones_like(valid))
         elif float(valid.min()) < 1.0:  # only the occluded pixels; palette and EMA elsewhere survive

@@ -549,6 +549,30 @@ class VQGANImage:
             self.ema.reset_()
 
     @torch.no_grad()
+    def encode_region(self, pixels: Tensor, mask: Tensor) -> None:
+        """Re-encode only the latent cells mostly inside ``mask`` (video occlusions); the EMA elsewhere survives.
+
+        The blend ``decode()·(1 - mask) + pixels·mask`` is encoded (so a cell on the mask's edge sees
+        consistent content), and its latent replaces ``z`` in the cells whose area is at least half
+        masked; their EMA restarts from the new latent.
+
+        Args:
+            pixels: (1, 3, H, W) picture in [0, 1].
+            mask: (1, 1, H, W) in [0, 1].
+        """
+        check_shape(pixels, f"1 3 {self.height} {self.width}")
+        check_shape(mask, f"1 1 {self.height} {self.width}")
+        mask = mask.to(self.z)
+        blend = torch.lerp(self.decode().detach(), pixels.to(self.z).clamp(0, 1), mask)
+        fresh = self.model.encode(blend).to(self.z)
+        cells = (F.adaptive_avg_pool2d(mask, (int(self.z.shape[-2]), int(self.z.shape[-1]))) >= 0.5).to(
+            self.z
+        )
+        self.z.copy_(torch.lerp(self.z, fresh, cells))
+        if self.ema is not None:
+            self.ema.blend_(0, fresh, cells)
+
+    @torch.no_grad()
     def encode_target(self, pixels: Tensor) -> Tensor:
         """(1, E, h, w) the quantized latent of a picture, leaving ``z`` alone (LatentLoss targets)."""
         return self.model.encode(pixels.clamp(0, 1)).to(self.z)

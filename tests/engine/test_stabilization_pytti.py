@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,3 +180,23 @@ def test_2d_flow_loss_gets_the_warp_own_flow_and_video_losses_the_source() -> No
     torch.testing.assert_close(target.image, outcome.source)
     torch.testing.assert_close(target.flow_image, outcome.target)
     assert not torch.equal(outcome.source, outcome.target)
+
+
+def test_direct_stabilization_of_a_vqgan_is_pytti_latent_loss(vqgan_models_dir: Path) -> None:
+    from pytti_engine.image_params import ImageConfig, make_image
+    from pytti_engine.image_params.vqgan import latent_loss, load_vqgan
+    from pytti_engine.vqgan_files import find_vqgan_files
+
+    model = load_vqgan(find_vqgan_files("imagenet", vqgan_models_dir))
+    config = ImageConfig(image_model="vqgan", width=32, height=32, vqgan_model="imagenet")
+    image = make_image(config, torch.Generator().manual_seed(0), torch.device("cpu"), vqgan=model)
+    target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    stab = Stabilizer()
+    stab.begin_frame(2, {"direct": 3.0}, target, None)
+    decoded = image.decode()
+    loss = stab.pixel_loss(decoded, 2, image)
+    assert loss is not None
+    expected = 3.0 * latent_loss(image, decoded, image.encode_target(target), target)  # type: ignore[arg-type]
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert image.z.grad is not None and image.z.grad.abs().sum() > 0  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,25 @@ def test_encode_region_falls_back_to_encoding_the_blend(make: Callable[[], objec
     else:
         assert isinstance(model, _PlainModel)
         torch.testing.assert_close(model.encoded[0], mask.expand(1, 3, H, W))
+
+
+def test_vqgan_reencodes_only_the_occluded_cells(vqgan_models_dir: Path) -> None:
+    from pytti_engine.image_params.vqgan import load_vqgan
+    from pytti_engine.vqgan_files import find_vqgan_files
+
+    model = load_vqgan(find_vqgan_files("imagenet", vqgan_models_dir))
+    config = ImageConfig(image_model="vqgan", width=32, height=32, vqgan_model="imagenet", ema_decay=0.5)
+    image = make_image(config, torch.Generator().manual_seed(0), torch.device("cpu"), vqgan=model)
+    image.update_average_()
+    assert isinstance(image, RegionEncodable)
+    z, ema = image.z.detach().clone(), image.ema.biased[0].clone()  # type: ignore[attr-defined]
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :16, :16] = 1.0  # the top-left latent cell (f = 16)
+    source = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    encode_region(image, source, mask)
+    after = image.z.detach()  # type: ignore[attr-defined]
+    torch.testing.assert_close(after[..., 0, 1:], z[..., 0, 1:])
+    torch.testing.assert_close(after[..., 1, :], z[..., 1, :])
+    assert not torch.equal(after[..., 0, 0], z[..., 0, 0])
+    torch.testing.assert_close(image.ema.biased[0][..., 1, :], ema[..., 1, :])  # type: ignore[attr-defined]
+    assert float(image.ema.accum) < 1.0  # type: ignore[attr-defined]  # not reset
