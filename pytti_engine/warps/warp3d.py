@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from kornia.geometry import create_meshgrid
 from kornia.geometry.conversions import (
     Rt_to_matrix4x4,
@@ -61,8 +62,10 @@ CameraModel = Literal["pinhole", "pytti"]
 """How the 3D warp reprojects: ``pinhole`` (exact perspective reprojection through the depth) or ``pytti``
 (PyTTI-core's formula, see :func:`pytti_reprojection_grid`)."""
 
-DEPTH_ITERATIONS = 6
+DEPTH_ITERATIONS = 4
 """Fixed-point steps :func:`reprojection_grid_from_previous` takes to find the new frame's depth."""
+SOLVE_SIZE = 128
+"""Long side (pixels) of the subset of pixels on which all but the last of those steps run."""
 
 
 @dataclass(frozen=True)
@@ -279,17 +282,24 @@ class _Pinhole:
         return u, v
 
 
-def _pinhole(depth: Tensor, motion: Motion3D, field_of_view: float) -> _Pinhole:
-    """The camera of :func:`reprojection_grid` for ``depth``'s size, dtype (:func:`grid_dtype`) and device."""
+def _pinhole(
+    depth: Tensor, motion: Motion3D, field_of_view: float, size: tuple[int, int] | None = None
+) -> _Pinhole:
+    """The camera of :func:`reprojection_grid` for ``depth``'s size, dtype (:func:`grid_dtype`) and device.
+
+    ``size`` (h, w): only an evenly spaced ``h × w`` subset of the pixels (corners included), each ray
+    still that of its own full-resolution pixel position.
+    """
     _, _, height, width = depth.shape
     dtype, device = grid_dtype(depth.dtype), depth.device
     f = focal_length(field_of_view, height)
     cx, cy = (width - 1) / 2, (height - 1) / 2
     matrix = camera_transform(motion, device=device, dtype=dtype)[0]  # X_old = R X_new + t
     rot, shift = matrix[:3, :3], matrix[:3, 3]
-    xs = ((torch.arange(width, device=device, dtype=dtype) - cx) / f).view(1, width)
-    ys = ((torch.arange(height, device=device, dtype=dtype) - cy) / f).view(height, 1)
-    r = [(rot[i, 0] * xs + rot[i, 1] * ys + rot[i, 2]).expand(height, width) for i in range(3)]
+    rows, cols = size if size is not None else (height, width)
+    xs = ((torch.linspace(0, width - 1, cols, device=device, dtype=dtype) - cx) / f).view(1, cols)
+    ys = ((torch.linspace(0, height - 1, rows, device=device, dtype=dtype) - cy) / f).view(rows, 1)
+    r = [(rot[i, 0] * xs + rot[i, 1] * ys + rot[i, 2]).expand(rows, cols) for i in range(3)]
     return _Pinhole(f=f, cx=cx, cy=cy, xs=xs, ys=ys, ray=(r[0], r[1], r[2]), shift=shift)
 
 
@@ -298,7 +308,7 @@ def _sample_map(values: Tensor, u: Tensor, v: Tensor) -> Tensor:
     (the nearest edge value outside)."""
     height, width = values.shape[-2:]
     unit = torch.stack([u * (2 / max(width - 1, 1)) - 1, v * (2 / max(height - 1, 1)) - 1], dim=-1)
-    out = torch.nn.functional.grid_sample(
+    out = F.grid_sample(
         values.to(unit.dtype), unit, mode="bilinear", padding_mode="border", align_corners=True
     )
     return out[:, 0]
@@ -320,7 +330,8 @@ def reprojection_grid_from_previous(
     ``X_old(z).z = depth(π(X_old(z)))``. Starting from ``depth(p)`` (exact for rotations and for moves
     toward a plane facing the camera) the fixed point is iterated ``iterations`` times, each one bilinear
     sample of ``depth``; for smooth depth it converges geometrically (a slanted plane to well under 0.1 px
-    in a few steps), at depth edges it settles on one of the two surfaces.
+    in a few steps), at depth edges it settles on one of the two surfaces. On a large depth map all but the
+    last step run on an evenly spaced subset of the pixels (``SOLVE_SIZE``), the last at full resolution.
 
     Convention:
         as :func:`reprojection_grid` (pixels, +x right, +y down; ``lock_camera`` subtracts the mean
@@ -337,9 +348,36 @@ def reprojection_grid_from_previous(
         :math:`(B, H, W, 2)` pixel coordinates in the previous frame, in :func:`grid_dtype` of ``depth``.
     """
     check_shape(depth, "B 1 H W")
-    cam = _pinhole(depth, motion, field_of_view)
-    previous = depth.to(cam.xs.dtype)
+    height, width = depth.shape[-2:]
+    previous = depth.to(grid_dtype(depth.dtype))
     zeta = previous[:, 0]  # the previous-frame depth of the point seen at p: first guess depth(p)
+    scale = SOLVE_SIZE / max(height, width)
+    if iterations > 1 and scale < 0.5:
+        # Most steps on an evenly spaced subset of the pixels (the depth map is smooth at that scale:
+        # depth models predict it at about this size), then the last one at full resolution.
+        size = (max(2, round(height * scale)), max(2, round(width * scale)))
+        coarse = _pinhole(depth, motion, field_of_view, size)
+        start = F.interpolate(previous, size=size, mode="bilinear", align_corners=True)[:, 0]
+        found, _, _, _ = _fixed_point(coarse, previous, start, iterations - 1)
+        zeta = F.interpolate(found[:, None], size=(height, width), mode="bilinear", align_corners=True)[:, 0]
+        iterations = 1
+    cam = _pinhole(depth, motion, field_of_view)
+    _, u, v, ahead = _fixed_point(cam, previous, zeta, iterations)
+    if lock_camera:
+        u, v = cam.lock(u, v, ahead)
+    grid = torch.stack([u, v], dim=-1)
+    return torch.where(ahead.unsqueeze(-1), grid, torch.full_like(grid, _OUTSIDE))
+
+
+def _fixed_point(
+    cam: _Pinhole, previous: Tensor, zeta: Tensor, iterations: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``iterations`` steps of :func:`reprojection_grid_from_previous`'s search from ``zeta``.
+
+    Returns:
+        The final ``zeta`` (previous-frame depth of the point each pixel sees), the previous-frame pixel
+        coordinates ``u, v`` it projects to, and which pixels see a point ahead of both cameras.
+    """
     tiny = 1e-6
     toward, shift = cam.ray[2], cam.shift
     for k in range(iterations + 1):
@@ -350,10 +388,7 @@ def reprojection_grid_from_previous(
         if k == iterations:
             break
         zeta = torch.where(ahead, _sample_map(previous, u, v), zeta)
-    if lock_camera:
-        u, v = cam.lock(u, v, ahead)
-    grid = torch.stack([u, v], dim=-1)
-    return torch.where(ahead.unsqueeze(-1), grid, torch.full_like(grid, _OUTSIDE))
+    return zeta, u, v, ahead
 
 
 def pytti_reprojection_grid(
