@@ -22,7 +22,9 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.params import RenderParams, device_choice_list
+from flows.pipes import keep_output_alive
 from flows.render_scene import render_scene
+from pytti_engine.confine import check_output, renders_root, under_renders_root
 from pytti_engine.errors import PyttiError
 from tasks.batch import BatchJob, JobCheck, inspect_job, plan_jobs, validate_jobs
 
@@ -35,8 +37,10 @@ class BatchParams(BaseModel):
     model_config = ConfigDict(json_schema_extra=device_choice_list)
 
     scenes: list[str] = Field(min_length=1, description="Scene files, or folders of *.yaml scene files")
-    out_root: str = Field(
-        default="renders", description="Each scene renders into a folder named after it in here"
+    out_root: str | None = Field(
+        default=None,
+        description="Each scene renders into a folder named after it in here; a relative path is inside "
+        "the worker's renders root (PYTTI_RENDERS_ROOT). Empty: the renders root itself",
     )
     device: str = Field(
         default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto, cpu or cuda:N"
@@ -105,9 +109,12 @@ class _Outcome(BaseModel):
 @flow(name="batch-render")
 def batch_render(params: BatchParams) -> BatchSummary:
     """Validate every scene, then render each as its own flow run; publish a summary table."""
+    keep_output_alive()  # a restarted worker (its log pipe closed) must not kill the batch
     logger = get_run_logger()
     # 1. Jobs: folders expanded, sweeps multiplied out, each job with its own run directory.
-    jobs = plan_jobs(params.scenes, params.out_root, params.overrides, params.sweep)
+    out_root = under_renders_root(params.out_root) if params.out_root else renders_root()
+    check_output(out_root, "out_root")
+    jobs = plan_jobs(params.scenes, out_root, params.overrides, params.sweep)
     if not jobs:
         note = f"nothing to render: no scene files (*.yaml, *.yml) in {', '.join(params.scenes)}"
         logger.info(note)

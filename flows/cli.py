@@ -32,37 +32,63 @@ def _prepare_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-def _check_render_inputs(scene: Path, out: Path | None, device: str, overrides: Sequence[str]) -> Path:
-    """Validate everything a render needs before Prefect or a model is started; returns the run dir."""
+def _check_render_inputs(
+    scene: Path, out: Path | None, device: str, overrides: Sequence[str], replace: bool = False
+) -> Path:
+    """Check everything a render needs before Prefect or a model is started; returns the run dir.
+
+    In order: the allowed roots (before the scene file is read), the scene, the device, then the run
+    directory: not being rendered by another process, holding no other render (unless ``replace``),
+    writable.
+    """
+    from flows.params import RenderParams, resolve_scene
     from pytti_engine.devices import resolve_device
+    from pytti_engine.identity import check_run_dir
     from pytti_engine.job import check_renderable
-    from pytti_engine.rundir import default_run_dir, ensure_writable
+    from pytti_engine.rundir import ensure_writable
     from pytti_engine.scene import build_plan, load_scene
 
+    params = RenderParams(
+        scene_path=str(scene),
+        out_dir=str(out.absolute()) if out is not None else None,  # --out is relative to this folder
+        overrides=list(overrides),
+        replace=replace,
+    )
+    source = resolve_scene(params)
     loaded = load_scene(scene, overrides)
     check_renderable(build_plan(loaded), loaded)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     resolve_device(device)
-    run_dir = out if out is not None else default_run_dir(scene)
+    run_dir = Path(source.out_dir)
+    check_run_dir(run_dir, source.identity, replace=replace)
     ensure_writable(run_dir)
     return run_dir
 
 
 def _run_render(
-    scene: Path, out: Path | None, device: str, overrides: Sequence[str], verbose: bool = False
+    scene: Path,
+    out: Path | None,
+    device: str,
+    overrides: Sequence[str],
+    verbose: bool = False,
+    *,
+    replace: bool = False,
 ) -> int:
     try:
-        run_dir = _check_render_inputs(scene, out, device, overrides)
+        run_dir = _check_render_inputs(scene, out, device, overrides, replace)
     except PyttiError as e:
         return _error(str(e))
     _prepare_environment()
     from flows import progress
+    from flows.pipes import keep_output_alive
+
+    keep_output_alive()  # `pytti render | head`, a closed ssh session: the render goes on
     from flows.render_scene import RenderParams, render_scene
 
     terminal = progress.install(verbose=verbose)
     params = RenderParams(
-        scene_path=str(scene), out_dir=str(run_dir), device=device, overrides=list(overrides)
+        scene_path=str(scene), out_dir=str(run_dir), device=device, overrides=list(overrides), replace=replace
     )
     try:
         summary = render_scene(params)
@@ -92,8 +118,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         from flows.cli_deploy import cmd_sweep
 
         return cmd_sweep(args)
+    out = Path(args.out) if args.out else None
     return _run_render(
-        Path(args.scene), Path(args.out) if args.out else None, args.device, args.set, verbose=args.verbose
+        Path(args.scene), out, args.device, args.set, verbose=args.verbose, replace=args.replace
     )
 
 
@@ -157,7 +184,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if missing:
         print(notice, file=sys.stderr)
-    code = _run_render(scene, Path(args.out), args.device, overrides, verbose=args.verbose)
+    code = _run_render(  # the demo's own folder: a run with or without the stand-in is the same demo
+        scene, Path(args.out), args.device, overrides, verbose=args.verbose, replace=True
+    )
     if missing:
         print(notice, file=sys.stderr)
     return code
@@ -301,10 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render a scene file to a video")
     render.add_argument("scene", help="the scene YAML file")
-    render.add_argument("--out", help="run directory (default: renders/<scene stem>)")
+    render.add_argument(
+        "--out",
+        help="run directory (default: <renders root>/<scene stem>[/<overrides>], never another render's; "
+        "the renders root is $PYTTI_RENDERS_ROOT or ./renders)",
+    )
     render.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     render.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scene key"
+    )
+    render.add_argument(
+        "--replace",
+        action="store_true",
+        help="take over a run directory that holds another render (other scene file or overrides): "
+        "its frames that this render would reproduce are kept, the rest of it is removed",
     )
     render.add_argument(
         "--sweep",

@@ -46,7 +46,7 @@ def api_refusal(error: BaseException) -> str | None:
 def _run_batch(
     scenes: list[str],
     *,
-    out_root: str,
+    out_root: str | None,
     device: str,
     overrides: list[str],
     sweep: list[str],
@@ -54,11 +54,14 @@ def _run_batch(
     deployment: str | None,
 ) -> int:
     """Validate every job here (no Prefect start-up for bad input), then run the batch flow."""
+    from pytti_engine.confine import check_output, renders_root
     from tasks.batch import parse_sweep, plan_jobs, validate_jobs
 
+    root = Path(out_root).absolute() if out_root else renders_root()  # --out is relative to this folder
     try:
+        check_output(root, "out root")
         sweep_values = parse_sweep(sweep)
-        checks = validate_jobs.fn(plan_jobs(scenes, out_root, overrides, sweep_values))
+        checks = validate_jobs.fn(plan_jobs(scenes, root, overrides, sweep_values))
     except PyttiError as e:
         return _error(str(e))
     if not checks:  # empty folders (a nightly queue with nothing queued): done, nothing to do
@@ -76,7 +79,7 @@ def _run_batch(
 
     params = BatchParams(
         scenes=scenes,
-        out_root=out_root,
+        out_root=str(root),
         device=device,
         overrides=overrides,
         sweep=sweep_values,
@@ -118,11 +121,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``pytti render SCENE --sweep KEY=V1,V2 …``: the cartesian product as one batch.
 
-    Each combination renders into ``<--out or renders>/<scene stem>/<key=value,…>``.
+    Each combination renders into ``<--out or the renders root>/<scene stem>/<key=value,…>``.
     """
     return _run_batch(
         [args.scene],
-        out_root=args.out or "renders",
+        out_root=args.out,
         device=args.device,
         overrides=args.set,
         sweep=args.sweep,
@@ -131,16 +134,35 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
 
 
+def _apply_worker_settings(args: argparse.Namespace) -> list[str]:
+    """Put ``--renders-root`` / ``--allowed-*-roots`` into the environment that served runs inherit;
+    returns the settings in effect (``NAME=value``), options or inherited environment alike."""
+    from pytti_engine.confine import INPUT_ROOTS_ENV, OUTPUT_ROOTS_ENV, RENDERS_ROOT_ENV
+
+    options = {
+        RENDERS_ROOT_ENV: args.renders_root,
+        INPUT_ROOTS_ENV: args.allowed_input_roots,
+        OUTPUT_ROOTS_ENV: args.allowed_output_roots,
+    }
+    for name, value in options.items():
+        if value is not None:
+            os.environ[name] = value
+    return [f"{name}={os.environ[name]}" for name in options if os.environ.get(name)]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``pytti serve``: serve deploy/prefect.yaml's deployments (with schedules) from this process."""
     for key, value in _PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    settings = _apply_worker_settings(args)
     from flows.serve import deployments_from_file, serve_file
 
     try:
         deployments = deployments_from_file(Path(args.prefect_file), args.only or None)
     except PyttiError as e:
         return _error(str(e))
+    shown = ", ".join(settings) or "none (renders in ./renders, paths not confined)"
+    print(f"worker settings: {shown}", file=sys.stderr)
     if args.dry_run:
         for d in deployments:
             schedules = (
@@ -183,7 +205,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     batch = subparsers.add_parser("batch", help="render a folder or list of scene files, each as its own run")
     batch.add_argument("scenes", nargs="+", metavar="FOLDER|FILE", help="scene files or folders of *.yaml")
     batch.add_argument(
-        "--out", default="renders", help="each scene renders into OUT/<stem> (default: renders)"
+        "--out",
+        help="each scene renders into OUT/<stem> (default: the renders root, $PYTTI_RENDERS_ROOT or ./renders)",
     )
     batch.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     batch.add_argument(
@@ -208,6 +231,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     serve.add_argument("--limit", type=int, default=1, help="runs at once (one per GPU; default 1)")
     serve.add_argument("--dry-run", action="store_true", help="list what would be served, then exit")
+    serve.add_argument(
+        "--renders-root",
+        metavar="DIR",
+        help="default run directories go here, and relative out_dir/out_root are inside it "
+        "(sets PYTTI_RENDERS_ROOT; default ./renders)",
+    )
+    serve.add_argument(
+        "--allowed-input-roots",
+        metavar="DIR:DIR",
+        help="served runs may read scene files and the files scenes name only inside these folders "
+        "(sets PYTTI_ALLOWED_INPUT_ROOTS)",
+    )
+    serve.add_argument(
+        "--allowed-output-roots",
+        metavar="DIR:DIR",
+        help="served runs may write run directories only inside these folders (sets PYTTI_ALLOWED_OUTPUT_ROOTS)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     crash = subparsers.add_parser(

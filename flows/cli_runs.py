@@ -16,10 +16,14 @@ def _fail(message: str) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """Finish a run where it stopped: same scene, overrides and device as recorded in ``run.json``."""
     from flows.cli import _run_render
+    from pytti_engine.confine import check_output
 
     run_json = Path(args.run_dir) / "run.json"
     try:
+        check_output(Path(args.run_dir))
         run = json.loads(run_json.read_text())
+    except PyttiError as e:
+        return _fail(str(e))
     except (OSError, ValueError) as e:
         return _fail(f"{run_json}: not a run directory ({e})")
     device = args.device or run["device"]
@@ -28,16 +32,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_fork(args: argparse.Namespace) -> int:
     """Start a new run from frame K of an existing one, continuing with another scene."""
-    from flows.cli import _run_render
-    from pytti_engine.rundir import RunPaths, ensure_writable, fork_run
+    from flows.cli import _check_render_inputs, _run_render
+    from pytti_engine.confine import check_output
+    from pytti_engine.rundir import RunLock, RunPaths, fork_run
 
+    device = args.device or "auto"
     try:
-        ensure_writable(Path(args.out))
-        fork_run(RunPaths(Path(args.run_dir)), args.at, RunPaths(Path(args.out)))
+        check_output(Path(args.run_dir), "fork source")
+        out = _check_render_inputs(Path(args.scene), Path(args.out), device, args.set)  # before any write
+        with RunLock(out):  # nothing is written into a directory another render holds
+            fork_run(RunPaths(Path(args.run_dir)), args.at, RunPaths(out))
     except PyttiError as e:
         return _fail(str(e))
     print(f"forked {args.run_dir} at frame {args.at} into {args.out}")
-    return _run_render(Path(args.scene), Path(args.out), args.device or "auto", args.set)
+    return _run_render(Path(args.scene), Path(args.out), device, args.set)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

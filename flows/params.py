@@ -13,6 +13,15 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pytti_engine.confine import (
+    check_input,
+    check_output,
+    input_roots,
+    real_path,
+    renders_root,
+    under_renders_root,
+)
+from pytti_engine.identity import RunIdentity, default_run_dir
 from pytti_engine.io import atomic_write_text
 from pytti_engine.scene import load_scene_text
 
@@ -126,8 +135,15 @@ class RenderParams(BaseModel):
     out_dir: str | None = Field(
         default=None,
         title="Run directory",
-        description="Where frames, checkpoints and the video go (empty: a folder under renders/ named "
-        "after the scene)",
+        description="Where frames, checkpoints and the video go, as the worker sees it; a relative path is "
+        "inside the worker's renders root (PYTTI_RENDERS_ROOT). Empty: a folder there named after the "
+        "scene (and its overrides), never one that holds another render",
+    )
+    replace: bool = Field(
+        default=False,
+        title="Replace another render",
+        description="Let this render take over a run directory that holds another render (another scene "
+        "file, other overrides or other scene text); without it such a directory is refused",
     )
     device: str = Field(
         default="auto",
@@ -196,11 +212,17 @@ class RenderParams(BaseModel):
 
 
 class SceneSource(NamedTuple):
-    """Where a render's scene file is, once inline text has been written out."""
+    """What a render reads and where it writes, worked out before anything is written.
+
+    ``scene_path`` is the scene file; for pasted ``text`` it is where the text will be written (inside
+    the run directory, once the run lock is held: :func:`write_inline_scene`).
+    """
 
     scene_path: str
-    out_dir: str | None
+    out_dir: str
     overrides: tuple[str, ...]
+    identity: RunIdentity
+    text: str | None = None
 
 
 def inline_stem(text: str) -> str:
@@ -209,22 +231,51 @@ def inline_stem(text: str) -> str:
 
 
 def resolve_scene(params: RenderParams) -> SceneSource:
-    """The scene file a render reads; inline ``scene_text`` is validated, then written into the run dir.
+    """The scene file a render reads, its run directory and identity; writes nothing.
+
+    Inline ``scene_text`` is validated here (its relative paths resolve against the run directory).
+    A relative ``out_dir`` lies inside the renders root; without one the render gets its default
+    folder there (:func:`pytti_engine.identity.default_run_dir`, which never picks another render's).
 
     Raises:
+        ConfinementError: the scene file or the run directory lies outside the allowed roots.
         SceneError: the inline text is invalid, located at ``<scene_text>:LINE:COL`` (every error).
     """
     overrides = params.all_overrides()
-    if params.scene_text is None:
+    text = params.scene_text
+    if text is None:
         assert params.scene_path is not None  # guaranteed by RenderParams._one_scene
-        return SceneSource(params.scene_path, params.out_dir, overrides)
-    stem = inline_stem(params.scene_text)
-    out_dir = Path(params.out_dir) if params.out_dir else Path("renders") / stem
-    load_scene_text(params.scene_text, name=INLINE_NAME, base_dir=out_dir, overrides=overrides)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{stem}.yaml"
-    atomic_write_text(path, params.scene_text)
-    return SceneSource(str(path), str(out_dir), overrides)
+        scene = Path(params.scene_path)
+        stem, identity = scene.stem, RunIdentity.of(scene, overrides, renders_root())
+    else:
+        stem = inline_stem(text)
+        identity = RunIdentity.inline(f"{stem}.yaml", overrides)
+    if params.out_dir:
+        out_dir = under_renders_root(params.out_dir)
+    else:
+        out_dir = default_run_dir(renders_root(), stem, identity, label=overrides)
+    check_output(out_dir, "out_dir")
+    if text is not None:
+        load_scene_text(text, name=INLINE_NAME, base_dir=out_dir, overrides=overrides)
+        return SceneSource(str(out_dir / f"{stem}.yaml"), str(out_dir), overrides, identity, text)
+    if not _own_inline_scene(scene, out_dir):
+        check_input(scene, "scene file", input_roots())
+    return SceneSource(str(scene), str(out_dir), overrides, RunIdentity.of(scene, overrides, out_dir))
+
+
+def _own_inline_scene(scene: Path, out_dir: Path) -> bool:
+    """The ``inline-<hash>.yaml`` a render of pasted text wrote into its run directory (``pytti resume``)."""
+    real = real_path(scene)
+    return (
+        real.parent == real_path(out_dir)
+        and re.fullmatch(r"inline-[0-9a-f]{10}\.yaml", real.name) is not None
+    )
+
+
+def write_inline_scene(source: SceneSource) -> None:
+    """Write pasted scene text into the run directory (call while holding the run lock)."""
+    if source.text is not None:
+        atomic_write_text(Path(source.scene_path), source.text)
 
 
 GENERATED_RUN_NAME = re.compile(

@@ -5,13 +5,17 @@ pydantic parameters (PrefectHQ/prefect#19447).
 """
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.params import RenderParams, render_run_name, resolve_scene
+from flows.params import RenderParams, render_run_name, resolve_scene, write_inline_scene
+from flows.pipes import keep_output_alive
 from flows.progress import run_log
+from pytti_engine.identity import RunIdentity, check_owner, forget_previous_render
 from pytti_engine.rundir import RunLock, RunPaths, remove_stale_temp_files
 from tasks.audio import prepare_media_task
 from tasks.precompute import flow_chunks, source_flows_task
@@ -32,21 +36,39 @@ from tasks.video import assemble_video_task
 
 @flow(name="render-scene", flow_run_name=render_run_name)
 def render_scene(params: RenderParams) -> RenderSummary:
-    """Validate → plan → frame 1 … frame N (each from the previous checkpoint) → assemble."""
+    """Validate → lock the run directory → plan → frame 1 … frame N (each from the previous
+    checkpoint) → assemble.
+
+    Nothing is written into the run directory before its lock is held and it is known to hold no
+    other render (or ``replace`` hands it over): a refused render leaves it exactly as it was.
+    """
     start = time.perf_counter()
-    source = resolve_scene(params)  # inline scene text: validated (file:line errors), then written out
-    prepare_media_task(source.scene_path, source.overrides)  # encoders + audio bands, once (issue 7)
-    run = prepare_run(source.scene_path, source.out_dir, params.device, source.overrides)
-    if job_for(run).scene.animation == "video":  # source-video flows: parallel, ahead of the chain
-        for future in [source_flows_task.submit(run, a, b) for a, b in flow_chunks(run.frame_count, 2)]:
-            future.result()
-    frame_task = render_frame_task.with_options(
-        result_storage=results_dir(run), timeout_seconds=params.frame_timeout_s
-    )
+    keep_output_alive()  # a restarted worker (its log pipe closed) must not kill this render
+    source = resolve_scene(params)  # paths confined, default folder, inline text validated; no writes
+    paths = RunPaths(Path(source.out_dir))
     records: list[FrameRecord] = []
-    header = f"render {flow_run.name or ''} ({flow_run.id}): {run.scene_path} {' '.join(run.overrides)}"
-    with RunLock(Path(run.run_dir)), run_log(Path(run.run_dir), header):  # refuses a second render
-        remove_stale_temp_files(RunPaths(Path(run.run_dir)))
+    header = f"render {flow_run.name or ''} ({flow_run.id}): {source.scene_path} {' '.join(source.overrides)}"
+    # one render per directory, and only its own: nothing is written before both are checked
+    with claimed_run_dir(paths, source.identity, params.replace) as previous, run_log(paths.root, header):
+        if previous is not None:
+            get_run_logger().warning(
+                "replacing the render of %s in %s (removed %s)",
+                previous[0].describe(),
+                paths.root,
+                ", ".join(previous[1]) or "no outputs",
+            )
+        write_inline_scene(source)
+        remove_stale_temp_files(paths)
+        prepare_media_task(source.scene_path, source.overrides)  # encoders + audio bands, once (issue 7)
+        run = prepare_run(
+            source.scene_path, source.out_dir, params.device, source.overrides, foreign=previous is not None
+        )
+        if job_for(run).scene.animation == "video":  # source-video flows: parallel, ahead of the chain
+            for future in [source_flows_task.submit(run, a, b) for a, b in flow_chunks(run.frame_count, 2)]:
+                future.result()
+        frame_task = render_frame_task.with_options(
+            result_storage=results_dir(run), timeout_seconds=params.frame_timeout_s
+        )
         publish_plan_curves(run)
         progress = start_progress(run)  # the latest-frame view: the newest card, listed first
         every = max(1, run.frame_count // 8)
@@ -70,6 +92,25 @@ def render_scene(params: RenderParams) -> RenderSummary:
         skipped=kept,
         seconds=time.perf_counter() - start,
     )
+
+
+@contextmanager
+def claimed_run_dir(
+    paths: RunPaths, identity: RunIdentity, replace: bool
+) -> Iterator[tuple[RunIdentity, list[str]] | None]:
+    """Hold the run lock of ``paths`` and make sure the directory is this render's.
+
+    Yields:
+        ``None``, or, when ``replace`` took the directory over from another render, that render's
+        identity and the names of its outputs that were removed.
+
+    Raises:
+        OutputError: another process is rendering into the directory, or it holds another render and
+            ``replace`` is false. Nothing has been written then.
+    """
+    with RunLock(paths.root, note=f"render {identity.digest[:12]}"):
+        previous = check_owner(paths.root, identity, replace=replace)
+        yield None if previous is None else (previous, forget_previous_render(paths, previous))
 
 
 def plan_rows(run: RunRef, limit: int = 200) -> list[dict[str, object]]:

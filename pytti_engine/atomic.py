@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from pytti_engine.errors import DISK_FULL_ERRNOS, disk_full_error
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -48,14 +50,27 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     Args:
         path: the destination file.
         write: called with a binary file object to fill.
+
+    Raises:
+        DiskFullError: the file system is full or over quota (naming ``path`` and the space left).
     """
-    fd, tmp = create_temp_beside(path)
+    try:
+        fd, tmp = create_temp_beside(path)
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(path) from e
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(path) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

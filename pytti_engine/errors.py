@@ -6,6 +6,8 @@ exit code 2 ("bad input") with a one-line message, while anything else is a runt
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 
@@ -69,3 +71,36 @@ class FFmpegError(PyttiError):
 
 class OutputError(PyttiError):
     """The output directory cannot be used (unwritable, locked by another render, ...)."""
+
+
+class DiskFullError(OutputError):
+    """A write failed because the file system is full (or over quota); the message names the path and
+    the space left."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def free_space(path: Path) -> int:
+    """Bytes free to this user on the file system of ``path`` (or of its nearest existing folder)."""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def format_bytes(count: float) -> str:
+    """``1536`` → ``"1.5 KiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def disk_full_error(path: Path) -> DiskFullError:
+    """The error for a write to ``path`` that ran out of space: the path and the space left."""
+    return DiskFullError(
+        f"no space left on device writing {path} ({format_bytes(free_space(path))} free there); "
+        "free some space and render again: finished frames are kept"
+    )

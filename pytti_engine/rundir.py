@@ -104,11 +104,6 @@ class RunPaths:
         return self.root / f"{stem}.mp4"
 
 
-def default_run_dir(scene_path: Path) -> Path:
-    """``renders/<scene stem>`` under the current directory."""
-    return Path("renders") / scene_path.stem
-
-
 def ensure_writable(root: Path) -> None:
     """Create ``root`` if needed and prove a file can be written there.
 
@@ -287,15 +282,28 @@ def prune_checkpoints(paths: RunPaths, retention: Retention, newest: int) -> lis
     return sorted(dropped)
 
 
+def busy_message(root: Path, holder: str) -> str:
+    """The refusal for a directory whose run lock ``holder`` holds."""
+    return f"{root} is being rendered by {holder}; wait for it to finish or choose another out directory"
+
+
 class RunLock:
     """An exclusive lock on a run directory (``.lock``), released by the OS if the process dies.
+
+    Take it before writing anything into the directory: a refused render must leave it untouched.
+
+    Args:
+        root: the run directory (created if missing).
+        note: written into the lock file after the holder's pid and host (the render's identity), so
+            others can tell which render holds it.
 
     Raises:
         OutputError: on entry, when another process is rendering into the same directory.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, note: str = "") -> None:
         self.path = root / ".lock"
+        self.note = note
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -306,11 +314,10 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise OutputError(
-                f"{self.path.parent} is being rendered by {holder}; wait for it to finish or choose another --out"
-            ) from None
+            raise OutputError(busy_message(self.path.parent, holder)) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        note = f" ({self.note})" if self.note else ""
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}{note}\n".encode(), 0)
         self._fd = fd
         return self
 

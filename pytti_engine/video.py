@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image
 
 from pytti_engine.atomic import create_temp_beside
-from pytti_engine.errors import FFmpegError, OutputError, PyttiError
+from pytti_engine.errors import DISK_FULL_ERRNOS, FFmpegError, OutputError, PyttiError, disk_full_error
 
 ProbeBackend = Literal["auto", "ffprobe", "ffmpeg"]
 Container = Literal["mp4", "webm", "gif"]
@@ -312,6 +312,10 @@ def assemble_video(
         # 3. Make the bytes durable, then move the file into place in one step.
         _fsync(tmp)
         os.replace(tmp, out)
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(out) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return out
@@ -622,8 +626,11 @@ def _pipe_frames(args: list[str], paths: list[Path], size: tuple[int, int], out:
             proc.wait()
         if proc.returncode != 0:
             log.seek(0)
+            text = log.read()
+            if b"No space left on device" in text or b"Disk quota exceeded" in text:
+                raise disk_full_error(out)
             raise FFmpegError(
-                f"ffmpeg failed (exit {proc.returncode}) encoding {out.name}: {_error_tail(log.read())}"
+                f"ffmpeg failed (exit {proc.returncode}) encoding {out.name}: {_error_tail(text)}"
             )
 
 

@@ -1,13 +1,14 @@
 """Tasks of the batch flow: expand scene folders and sweeps into jobs, validate them all, inspect runs."""
 
 import itertools
-import re
 from pathlib import Path
 
 from prefect import task
 from pydantic import BaseModel, ConfigDict
 
+from pytti_engine.confine import check_input, check_output, input_roots, real_path
 from pytti_engine.errors import PyttiError
+from pytti_engine.identity import RunIdentity, check_run_dir, default_run_dir
 from pytti_engine.job import check_renderable, plan_keys
 from pytti_engine.rundir import RunPaths, frame_done
 from pytti_engine.scene import build_plan, load_scene
@@ -46,11 +47,15 @@ def expand_scene_paths(items: list[str]) -> list[Path]:
     (an empty folder, such as a nightly queue with nothing queued, contributes none).
 
     Raises:
+        ConfinementError: an item lies outside ``PYTTI_ALLOWED_INPUT_ROOTS`` (checked before it is
+            looked at).
         PyttiError: an item does not exist.
     """
+    roots = input_roots()
     paths: list[Path] = []
     for item in items:
         path = Path(item)
+        check_input(path, "scene file or folder", roots)
         if path.is_dir():
             paths.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SCENE_SUFFIXES))
         elif path.exists():
@@ -79,42 +84,43 @@ def parse_sweep(items: list[str]) -> dict[str, list[str]]:
     return sweep
 
 
-def combination_name(pairs: list[tuple[str, str]]) -> str:
-    """A run-directory name from override values, Hydra's ``override_dirname`` style: ``seed=1,steps=20``."""
-    text = ",".join(f"{k}={v}" for k, v in pairs)
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
-
-
 def plan_jobs(
-    scenes: list[str], out_root: str, overrides: list[str], sweep: dict[str, list[str]]
+    scenes: list[str], out_root: str | Path, overrides: list[str], sweep: dict[str, list[str]]
 ) -> list[BatchJob]:
     """One job per scene file, times the cartesian product of ``sweep`` (each its own run directory).
 
     Without a sweep a scene renders into ``OUT_ROOT/<stem>``; with one, into
-    ``OUT_ROOT/<stem>/<key=value,...>``.
+    ``OUT_ROOT/<stem>/<key=value,...>`` (:func:`pytti_engine.identity.default_run_dir`: a folder that
+    holds another render, on disk or earlier in this batch, gets ``-<hash>`` appended instead).
     """
     combos = [list(zip(sweep, values, strict=True)) for values in itertools.product(*sweep.values())]
+    root = Path(out_root)
+    taken: dict[Path, RunIdentity] = {}
     jobs = []
     for path in expand_scene_paths(scenes):
         for combo in combos:
-            out = Path(out_root) / path.stem
             name = str(path)
             if combo:
-                out = out / combination_name(combo)
                 name = f"{path} [{', '.join(f'{k}={v}' for k, v in combo)}]"
             extra = tuple(f"{k}={v}" for k, v in combo)
-            jobs.append(
-                BatchJob(name=name, scene_path=str(path), out_dir=str(out), overrides=(*overrides, *extra))
-            )
+            all_overrides = (*overrides, *extra)
+            identity = RunIdentity.of(path, all_overrides, root)
+            out = default_run_dir(root, path.stem, identity, label=extra, taken=taken)
+            taken[real_path(out)] = identity
+            jobs.append(BatchJob(name=name, scene_path=str(path), out_dir=str(out), overrides=all_overrides))
     return jobs
 
 
 def check_job(job: BatchJob) -> JobCheck:
     """Load, plan and check one job; count its frames that are already done (resume/skip)."""
     try:
+        check_output(job.out_dir)
         scene = load_scene(job.scene_path, job.overrides)
         plan = build_plan(scene)
         check_renderable(plan, scene)
+        check_run_dir(
+            Path(job.out_dir), RunIdentity.of(job.scene_path, job.overrides, job.out_dir), replace=False
+        )
     except PyttiError as e:
         return JobCheck(job=job, error=str(e))
     paths = RunPaths(Path(job.out_dir).resolve())

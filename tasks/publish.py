@@ -29,6 +29,7 @@ from pytti_engine.io import atomic_write_bytes, atomic_write_text
 from pytti_engine.manifest import build_manifest, manifest_metadata
 from tasks.records import FrameRecord, RunRef
 from tasks.resident import job_for
+from tasks.tolerant import best_effort
 
 LATEST_PX = 384
 """The latest frame is shown at most this big (small frames are enlarged, pixels kept sharp)."""
@@ -82,6 +83,7 @@ def _fit(path: Path, box: int, enlarge: bool = False) -> Image.Image:
     return im
 
 
+@best_effort("progress artifact")
 def start_progress(run: RunRef) -> ProgressRef:
     """The render's progress bar (0 %) and its latest-frame view (waiting for frame 1)."""
     title = run_title(run)
@@ -96,8 +98,11 @@ def start_progress(run: RunRef) -> ProgressRef:
     return ProgressRef(str(progress), str(latest))
 
 
-def frame_done_update(run: RunRef, progress: ProgressRef, record: FrameRecord, every: int) -> None:
+@best_effort("latest-frame artifact")
+def frame_done_update(run: RunRef, progress: ProgressRef | None, record: FrameRecord, every: int) -> None:
     """Advance the progress bar; every ``every`` frames (and at the last) update the latest-frame view."""
+    if progress is None:  # the progress artifacts could not be created: nothing to update
+        return
     k, n = record.index, run.frame_count
     title = run_title(run)
     status = f"frame {k}/{n} ({100 * k / n:.0f} %)"
@@ -167,6 +172,7 @@ def write_manifest_task(run: RunRef) -> dict[str, str]:
     return manifest_metadata(manifest)
 
 
+@best_effort("plan chart artifact")
 def publish_plan_curves(run: RunRef) -> None:
     """A markdown artifact with a chart of every plan value that changes over time."""
     from tasks.plan_chart import plan_chart_png
@@ -184,6 +190,7 @@ def publish_plan_curves(run: RunRef) -> None:
     )
 
 
+@best_effort("summary artifacts")
 def publish_summary(
     run: RunRef, records: Sequence[FrameRecord], video: str, plan_rows: list[dict[str, object]]
 ) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from pytti_engine.confine import excerpt, input_roots
 from pytti_engine.errors import SceneError, SceneErrors
 from pytti_engine.scene.schema import AudioFilter, Scene, audio_variable_names
 from pytti_engine.scene.source import SourceRef, SourceText
@@ -133,9 +134,17 @@ def load_scene_text(
 
 
 def validate_scene(source: SceneSource, *, base_dir: Path | None = None) -> Scene:
-    """Validate parsed scene data, mapping every pydantic error to its file position."""
+    """Validate parsed scene data, mapping every pydantic error to its file position.
+
+    When ``PYTTI_ALLOWED_INPUT_ROOTS`` is set, a path of the scene outside those folders is an error
+    (found before the file is looked at).
+    """
     # audio band names (issue 7) must be known before the expressions that use them are compiled
-    context = {"base_dir": (base_dir or Path.cwd()).resolve(), "names": audio_variable_names(source.data)}
+    context = {
+        "base_dir": (base_dir or Path.cwd()).resolve(),
+        "names": audio_variable_names(source.data),
+        "input_roots": input_roots(),  # PYTTI_ALLOWED_INPUT_ROOTS: every path of the scene must be inside
+    }
     try:
         return Scene.model_validate(source.data, context=context)
     except ValidationError as e:
@@ -195,6 +204,15 @@ def parse_scene_yaml(text: str, name: str = "<scene>") -> SceneSource:
     if not isinstance(data, dict):
         ref = marks.value_ref(())
         raise ref.error("a scene file must be a mapping of keys (width: 512, scenes: [...], ...)")
+    if data and not any(key in Scene.model_fields for key in data):
+        # Not a scene at all (say /etc/shadow): one line, never an echo of the file's lines as keys.
+        raise SceneError(
+            name,
+            None,
+            None,
+            f"not a scene file: none of its {len(data)} top-level keys is a scene key "
+            "(a scene has keys such as width, height, perceptors and scenes)",
+        )
     if builder.errors:
         raise _combine(builder.errors)
     return SceneSource(data, marks)
@@ -279,7 +297,7 @@ class _Builder:
                 continue
             key = str(key)
             if key in result:
-                self.errors.append(self.ref(key_node).error(f"duplicate key '{key}'"))
+                self.errors.append(self.ref(key_node).error(f"duplicate key '{excerpt(key)}'"))
                 continue
             self.marks.keys[(*loc, key)] = self.ref(key_node)
             result[key] = self.build(value_node, (*loc, key))
@@ -398,7 +416,7 @@ def _scene_error(err: Any, marks: SourceMap) -> SceneError:
     if kind == "extra_forbidden":
         ref = marks.key_ref(loc)
         return ref.error(
-            f"unknown key '{loc[-1]}'{_did_you_mean(loc)}"
+            f"unknown key '{excerpt(str(loc[-1]))}'{_did_you_mean(loc)}"
             + (f" (in '{_dotted(loc[:-1])}')" if len(loc) > 1 else "")
         )
     if kind == "missing":

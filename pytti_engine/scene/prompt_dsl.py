@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pytti_engine.confine import ConfinementError, Roots, check_input
 from pytti_engine.scene.expr import BASE_NAMES, Expr, ExprError, compile_value
 from pytti_engine.scene.source import locate
 
@@ -147,6 +148,7 @@ def parse_prompts(
     names: Iterable[str] = BASE_NAMES,
     base_dir: Path | None = None,
     check_files: bool = True,
+    input_roots: Roots | None = None,
 ) -> tuple[PromptSpec, ...]:
     """Parse the prompts of one scene.
 
@@ -156,6 +158,7 @@ def parse_prompts(
         base_dir: folder against which relative image/mask paths resolve (default: the current folder).
         check_files: raise when a local image or mask file does not exist, or a local video mask is not a
             readable video.
+        input_roots: refuse local files outside these folders (before looking at them).
 
     Returns:
         The prompts, in order; at least one.
@@ -163,7 +166,7 @@ def parse_prompts(
     Raises:
         PromptError: with the offset of the problem in ``text``.
     """
-    parser = _Parser(text, frozenset(names), base_dir or Path.cwd(), check_files)
+    parser = _Parser(text, frozenset(names), base_dir or Path.cwd(), check_files, input_roots)
     specs = tuple(
         parser.prompt(start, end) for start, end in _split(text, "|", 0, len(text)) if text[start:end].strip()
     )
@@ -221,11 +224,14 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 class _Parser:
-    def __init__(self, text: str, names: frozenset[str], base_dir: Path, check_files: bool) -> None:
+    def __init__(
+        self, text: str, names: frozenset[str], base_dir: Path, check_files: bool, roots: Roots | None = None
+    ) -> None:
         self.text = text
         self.names = names
         self.base_dir = base_dir
         self.check_files = check_files
+        self.roots = roots
 
     def prompt(self, start: int, end: int) -> PromptSpec:
         """``target [":" weight_part [":" stop]]`` in ``text[start:end]``."""
@@ -376,6 +382,10 @@ class _Parser:
         path = Path(source).expanduser()
         if not path.is_absolute():
             path = self.base_dir / path
+        try:
+            check_input(path, "prompt file", self.roots)
+        except ConfinementError as e:
+            raise PromptError(str(e), offset) from None
         if self.check_files and not path.is_file():
             raise PromptError(f"file not found: {source} (looked for {path})", offset)
         return str(path)

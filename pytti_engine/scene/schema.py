@@ -34,6 +34,7 @@ from pydantic.functional_validators import PlainValidator
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from pytti_engine.confine import ConfinementError, Roots, check_input
 from pytti_engine.scene.expr import Expr, Interpolation, reserved_names, scene_names
 from pytti_engine.scene.prompt_dsl import PromptError, PromptSpec, parse_prompts
 from pytti_engine.scene.source import SourceRef, SourceText, locate
@@ -55,9 +56,22 @@ def _base_dir(info: ValidationInfo) -> Path:
     return Path(base) if base is not None else Path.cwd()
 
 
+def _input_roots(info: ValidationInfo) -> Roots | None:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    roots = context.get("input_roots")
+    return roots if isinstance(roots, Roots) else None
+
+
 def _resolve(value: str | Path, info: ValidationInfo) -> Path:
+    """A path of the scene, absolute; refused before any look at the file when it lies outside the
+    allowed input roots (``context["input_roots"]``), so the error never tells whether it exists."""
     path = Path(value).expanduser()
-    return path if path.is_absolute() else (_base_dir(info) / path).resolve()
+    path = path if path.is_absolute() else (_base_dir(info) / path).resolve()
+    try:
+        check_input(path, info.field_name or "path", _input_roots(info))
+    except ConfinementError as e:
+        raise _custom_error(str(e)) from None
+    return path
 
 
 def _custom_error(message: str, text: object = None, offset: int = 0) -> PydanticCustomError:
@@ -222,7 +236,9 @@ def _validate_prompts(value: Any, info: ValidationInfo) -> tuple[PromptSpec, ...
     if text is None:
         raise _custom_error("prompts must be a string like 'a lighthouse:2 | fog:1' or a list of strings")
     try:
-        return parse_prompts(text, names=scene_names(info.context), base_dir=_base_dir(info))
+        return parse_prompts(
+            text, names=scene_names(info.context), base_dir=_base_dir(info), input_roots=_input_roots(info)
+        )
     except PromptError as e:
         raise _custom_error(e.message, text, e.offset) from None
 
@@ -540,6 +556,13 @@ def _check_models_dir(value: Path | None, info: ValidationInfo) -> Path | None:
 def _round_size(data: Mapping[str, Any], info: ValidationInfo) -> tuple[dict[str, Any], tuple[str, ...]]:
     """vqgan: width/height rounded down to the model's factor (as PyTTI does), and what was rounded."""
     model = data.get("vqgan_model") or DEFAULT_VQGAN
+    roots, config = _input_roots(info), model.get("config") if isinstance(model, Mapping) else None
+    if (
+        roots is not None
+        and isinstance(config, str)
+        and not roots.allows(_base_dir(info) / Path(config).expanduser())
+    ):
+        return dict(data), ()  # outside the allowed folders: never read; the config field says so
     factor = vqgan_factor(model, _base_dir(info)) if isinstance(model, str | Mapping) else None
     if factor is None:
         return dict(data), ()

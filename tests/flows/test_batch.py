@@ -11,7 +11,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 import tasks.render
 from flows.batch import BatchFailed, BatchInvalid, BatchParams, batch_render
 from pytti_engine.errors import PyttiError
-from tasks.batch import combination_name, parse_sweep, plan_jobs
+from pytti_engine.identity import override_label
+from tasks.batch import parse_sweep, plan_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = 'scenes:\n  - prompts: "a:1"\n    frames: 2\nzoom: "1 + nope(t)"\n'
@@ -118,7 +119,7 @@ def test_sweep_jobs_are_the_cartesian_product_each_in_its_own_dir(
     assert jobs[0].overrides == ("fps=6", "seed=1", "steps_per_frame=20")
     assert jobs[-1].out_dir == str(tmp_path / "scene" / "seed=3,steps_per_frame=50")
     assert len({j.out_dir for j in jobs}) == 6
-    assert combination_name([("prompt", "a cat/dog")]) == "prompt=a_cat_dog"
+    assert override_label(["prompt=a cat/dog"]) == "prompt=a_cat_dog"
     with pytest.raises(PyttiError, match="expected KEY=V1,V2"):
         parse_sweep(["seed"])
     with pytest.raises(PyttiError, match="given twice"):
