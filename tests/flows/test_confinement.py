@@ -3,6 +3,7 @@ messages and artifacts that never fail a render (16.8)."""
 
 import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,21 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("out", ["/etc/pytti-test", "renders/../private/run", "renders/link/run"])
+@pytest.mark.parametrize("out", ["/etc/pytti-test-{pid}", "renders/../private/run", "renders/link/run"])
 def test_the_cli_refuses_run_dirs_outside_the_output_roots(
     out: str, confined: Path, write_scene: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     (confined / "renders" / "link").symlink_to(confined / "private")
     scene = write_scene(name="scenes/s.yaml", frames=1)
-    target = Path(out) if out.startswith("/") else confined / out
-    assert main(["render", str(scene), "--out", str(target)]) == 2
-    line = _one_line(capsys.readouterr().err)
-    assert OUTPUT_ROOTS_ENV in line and "outside the allowed folders" in line
-    assert not (confined / "private" / "run").exists() and not Path("/etc/pytti-test").exists()
+    target = Path(out.format(pid=os.getpid())) if out.startswith("/") else confined / out
+    try:
+        assert main(["render", str(scene), "--out", str(target)]) == 2
+        line = _one_line(capsys.readouterr().err)
+        assert OUTPUT_ROOTS_ENV in line and "outside the allowed folders" in line
+        assert not (confined / "private" / "run").exists() and not target.exists()
+    finally:
+        if out.startswith("/") and target.is_dir():  # only if the refusal failed: never leave it behind
+            shutil.rmtree(target)
 
 
 def test_api_runs_are_confined_before_any_work(
@@ -157,9 +162,9 @@ def test_artifacts_that_cannot_be_written_never_fail_a_render(
         raise DiskFullError("no space left on device writing contact-sheet.png (0 B free there)")
 
     monkeypatch.setattr(tasks.tolerant, "_logger", Recorder)
-    monkeypatch.setattr(tasks.publish, "atomic_write_bytes", full)  # the contact sheet
-    monkeypatch.setattr(tasks.publish, "create_progress_artifact", full)
-    monkeypatch.setattr(tasks.publish, "create_table_artifact", full)
+    monkeypatch.setattr(tasks.publish, "atomic_write_bytes", full)  # the contact sheet (latest frame)
+    monkeypatch.setattr(tasks.publish, "create_table_artifact", full)  # the summary tables
+    monkeypatch.setattr("tasks.plan_chart.plan_chart_png", full)  # the plan chart
     summary = render_scene(
         RenderParams(
             scene_path=str(write_scene(frames=2, size=16, steps=1)), out_dir=str(tmp_path / "r"), device="cpu"
@@ -167,7 +172,7 @@ def test_artifacts_that_cannot_be_written_never_fail_a_render(
     )
     assert summary.frames == 2 and Path(summary.video).is_file()
     assert any("latest-frame artifact" in w and "no space left" in w for w in warnings), warnings
-    assert any("progress artifact" in w for w in warnings) and any("summary" in w for w in warnings)
+    assert any("summary artifacts" in w for w in warnings) and any("plan chart" in w for w in warnings)
 
 
 def test_the_worker_image_runs_unprivileged_and_renders_onto_its_volume() -> None:
