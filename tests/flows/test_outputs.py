@@ -80,9 +80,17 @@ def test_depth_maps_are_exported_beside_the_frames(write_scene: Callable[..., Pa
     summary = render_scene(RenderParams(scene_path=str(scene), out_dir=str(out), device="cpu"))
     depth = sorted(p.name for p in (out / "depth").iterdir())
     assert depth == ["000001.png", "000002.png", "000003.png"]
-    with Image.open(out / "depth" / "000002.png") as image:
+    # The depth scale is fixed on the first frame (a stable scale, not min-max per frame): frame 1's
+    # nearest pixel is white and its farthest black; later frames use the same mapping, so their
+    # extremes stay inside that range without being stretched to it.
+    with Image.open(out / "depth" / "000001.png") as image:
         assert (image.mode, image.size) == ("L", (32, 32))
-        assert image.getextrema() == (0, 255)  # the nearest pixel is white, the farthest black
+        assert image.getextrema() == (0, 255)
+    for name in ("000002.png", "000003.png"):
+        with Image.open(out / "depth" / name) as image:
+            assert (image.mode, image.size) == ("L", (32, 32))
+            low, high = image.getextrema()
+            assert 0 <= low < high <= 255
     info = probe_video(Path(summary.video).with_name("scene_depth.mp4"))
     assert (info.frames, info.width) == (3, 32)
 
