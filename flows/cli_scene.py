@@ -83,7 +83,7 @@ def _plot(plan: Plan, out: Path) -> int:
     try:
         png = plan_chart_png(plan, dpi=100)
     except ImportError:
-        return _fail("--plot needs matplotlib, which is not installed: pip install matplotlib")
+        return _fail("--plot needs matplotlib, which is not installed: pip install 'pytti-flow[charts]'")
     if png is None:
         print(f"{out}: not written, nothing in the plan changes over time", file=sys.stderr)
         return EXIT_OK

@@ -1,9 +1,11 @@
 """The plan as a chart: every value that changes over time, one line each, grouped by unit.
 
-Shared by the render's "plan" artifact and ``pytti plan --plot``. matplotlib is imported when a chart
-is drawn (never at import time), with the non-interactive Agg back-end.
+Shared by the render's "plan" artifact and ``pytti plan --plot``. matplotlib is an optional extra
+(``pip install 'pytti-flow[charts]'``), imported when a chart is drawn (never at import time), with the
+non-interactive Agg back-end; without it the artifact says how to get the chart and the render goes on.
 """
 
+import base64
 import io
 import math
 from collections.abc import Sequence
@@ -94,6 +96,26 @@ def plan_chart_png(plan: Plan, *, width_in: float = 10.0, dpi: int = 80) -> byte
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
+
+
+CHARTS_MISSING = (
+    "The plan chart needs matplotlib, which is not installed: pip install 'pytti-flow[charts]' "
+    "(the plan table artifact has the same values).\n"
+)
+
+
+def plan_chart_markdown(plan: Plan) -> str:
+    """The markdown body of the plan-chart artifact: an inline PNG, or a sentence saying why there is none.
+
+    Never raises for a missing matplotlib (an optional extra): the sentence says how to install it.
+    """
+    try:
+        png = plan_chart_png(plan)
+    except ImportError:
+        return CHARTS_MISSING
+    if png is None:
+        return "Nothing in the plan changes over time (no camera motion, constant prompt weights).\n"
+    return f"![plan chart](data:image/png;base64,{base64.b64encode(png).decode()})\n"
 
 
 def _draw_panel(axis: Any, frames: Sequence[int], group: list[Series], starts: list[int], title: str) -> None:

@@ -175,14 +175,10 @@ def write_manifest_task(run: RunRef) -> dict[str, str]:
 @best_effort("plan chart artifact")
 def publish_plan_curves(run: RunRef) -> None:
     """A markdown artifact with a chart of every plan value that changes over time."""
-    from tasks.plan_chart import plan_chart_png
+    from tasks.plan_chart import plan_chart_markdown
 
     title = run_title(run)
-    png = plan_chart_png(job_for(run).plan)
-    if png is None:
-        body = "Nothing in the plan changes over time (no camera motion, constant prompt weights).\n"
-    else:
-        body = f"![plan chart](data:image/png;base64,{base64.b64encode(png).decode()})\n"
+    body = plan_chart_markdown(job_for(run).plan)
     create_markdown_artifact(
         f"### Plan of {title}\n\n{body}",
         key=artifact_key(run, "plan-chart"),

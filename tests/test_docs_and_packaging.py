@@ -62,3 +62,17 @@ def test_the_license_metadata_raises_no_setuptools_deprecation_warning() -> None
     messages = [str(w.message) for w in caught if "license" in str(w.message).lower()]
     assert messages == []
     assert dist.metadata.license_expression == "MIT"
+
+
+def test_runtime_dependencies_are_the_products_own_list() -> None:
+    """Anything beyond the core runtime list (charts, depth, flow, audio, metrics, VQGAN) is an extra."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    core = {"prefect", "torch", "torchvision", "open_clip_torch", "kornia", "pillow", "numpy"}
+    core |= {"ffmpeg-python", "imageio-ffmpeg", "pyyaml", "pydantic", "safetensors"}
+    assert names == core
+    extras = project["optional-dependencies"]
+    assert extras["charts"] == ["matplotlib>=3.8"]
+    assert "charts" in extras["dev"][0]  # make test installs every extra

@@ -144,7 +144,7 @@ def test_plot_without_matplotlib_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     code, out, err = run(["plan", str(good), "--plot", str(tmp_path / "p.png")], capsys)
     assert code == 2 and out == ""
-    assert err == "--plot needs matplotlib, which is not installed: pip install matplotlib\n"
+    assert err == "--plot needs matplotlib, which is not installed: pip install 'pytti-flow[charts]'\n"
     assert not (tmp_path / "p.png").exists()
 
 
@@ -214,3 +214,17 @@ def test_plot_draws_a_chart_of_the_varying_values(
     assert {"translate_x", "weight[a lighthouse]", "weight[dawn]"} <= names
     assert "zoom" not in names and "translate_y" not in names  # constant values get no line
     assert scene_starts == [4], "the second scene starts at frame 4"
+
+
+def test_the_plan_chart_artifact_without_matplotlib_says_how_to_get_it(
+    good: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matplotlib is the optional ``charts`` extra: without it the artifact body says so, nothing raises."""
+    from pytti_engine.scene import build_plan, load_scene
+    from tasks.plan_chart import CHARTS_MISSING, plan_chart_markdown
+
+    plan = build_plan(load_scene(good))
+    assert plan_chart_markdown(plan).startswith("![plan chart](data:image/png;base64,")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert plan_chart_markdown(plan) == CHARTS_MISSING
+    assert "pytti-flow[charts]" in CHARTS_MISSING
