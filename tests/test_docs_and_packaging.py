@@ -76,3 +76,16 @@ def test_runtime_dependencies_are_the_products_own_list() -> None:
     extras = project["optional-dependencies"]
     assert extras["charts"] == ["matplotlib>=3.8"]
     assert "charts" in extras["dev"][0]  # make test installs every extra
+
+
+def test_the_worker_image_installs_every_runtime_extra() -> None:
+    """A worker renders any scene a user submits: depth, flow, audio, metrics, VQGAN and the plan chart."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    installed = re.search(r"pip install --no-cache-dir -e '\.\[([\w,]+)\]'", dockerfile)
+    assert installed is not None
+    assert set(installed.group(1).split(",")) == set(extras) - {"dev"}
