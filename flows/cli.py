@@ -37,29 +37,27 @@ def _check_render_inputs(
 ) -> Path:
     """Check everything a render needs before Prefect or a model is started; returns the run dir.
 
-    In order: the allowed roots (before the scene file is read), the scene, the device, then the run
-    directory: not being rendered by another process, holding no other render (unless ``replace``),
-    writable.
+    In order: the device's spelling, the allowed roots (before the scene file is read), the scene and
+    what it needs on this machine (:func:`flows.params.resolve_scene`, which runs the preflight:
+    models, inputs, values, the device), then the run directory: not being rendered by another
+    process, holding no other render (unless ``replace``), writable.
     """
     from flows.params import RenderParams, resolve_scene
     from pytti_engine.devices import resolve_device
     from pytti_engine.identity import check_run_dir
-    from pytti_engine.job import check_renderable
     from pytti_engine.rundir import ensure_writable
-    from pytti_engine.scene import build_plan, load_scene
 
+    resolve_device(device)  # a misspelt --device is one line here, not a parameter validation error
     params = RenderParams(
         scene_path=str(scene),
         out_dir=str(out.absolute()) if out is not None else None,  # --out is relative to this folder
+        device=device,
         overrides=list(overrides),
         replace=replace,
     )
     source = resolve_scene(params)
-    loaded = load_scene(scene, overrides)
-    check_renderable(build_plan(loaded), loaded)
-    for note in loaded.notes:
+    for note in source.report.notes if source.report else ():
         print(f"note: {note}", file=sys.stderr)
-    resolve_device(device)
     run_dir = Path(source.out_dir)
     check_run_dir(run_dir, source.identity, replace=replace)
     ensure_writable(run_dir)

@@ -2,8 +2,8 @@
 
 ``flows/cli.py`` calls :func:`register` with its sub-parsers. Each command's ``func`` takes the parsed
 ``argparse.Namespace`` and returns the exit code: 0 done, 2 bad input (the message goes to stderr,
-without a traceback). Nothing here imports prefect or torch; ``--plot`` imports matplotlib only when
-it is asked for.
+without a traceback). Nothing here imports prefect; ``validate`` imports open_clip (and torch) for its registry of models
+and tags; ``--plot`` imports matplotlib only when it is asked for.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pytti_engine.errors import PyttiError, SceneError, SceneErrors
+from pytti_engine.errors import SceneError, SceneErrors
 from pytti_engine.scene import Plan, Scene, build_plan, load_scene
 from pytti_engine.scene.json_schema import scene_json_schema_text
 from pytti_engine.scene.pytti_import import import_pytti_config
 from pytti_engine.scene.report import plan_csv, plan_table, summary
-from pytti_engine.vqgan_files import check_image_model
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -42,19 +41,31 @@ def _load_and_plan(args: argparse.Namespace) -> tuple[Scene, Plan]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """``pytti validate SCENE``: load, compile and evaluate every frame; print ``ok: ...`` or all errors."""
+    """``pytti validate SCENE``: load, compile and evaluate every frame, then run the checks a render
+    makes before it starts (:func:`~pytti_engine.preflight.preflight`: models, inputs, values); print
+    ``ok: ...`` and what the render will use, or every error."""
     try:
         scene, plan = _load_and_plan(args)
     except SceneError as e:
         return _report(e)
+    from pytti_engine.preflight import PreflightError, preflight
+
     try:
-        vqgan = check_image_model(scene)
-    except PyttiError as e:
-        return _fail(f"{args.scene}: {e}")
-    for note in scene.notes:
+        report = preflight(scene, plan, name=str(args.scene))
+    except PreflightError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        if len(e.problems) > 1:
+            print(f"{len(e.problems)} errors", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
-    extra = [] if vqgan is None else [f"vqgan {vqgan.name} ({vqgan.checkpoint})"]
-    print(summary(scene, plan, extra=extra))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    vqgan = report.vqgan
+    print(summary(scene, plan, extra=[] if vqgan is None else [f"vqgan {vqgan.name} ({vqgan.checkpoint})"]))
+    for line in report.lines():
+        print(f"  {line}")
     return EXIT_OK
 
 

@@ -23,7 +23,8 @@ from pytti_engine.confine import (
 )
 from pytti_engine.identity import RunIdentity, default_run_dir
 from pytti_engine.io import atomic_write_text
-from pytti_engine.scene import load_scene_text
+from pytti_engine.preflight import PreflightReport, preflight
+from pytti_engine.scene import build_plan, load_scene, load_scene_text
 
 INLINE_NAME = "<scene_text>"
 """How errors in inline scene text are located: ``<scene_text>:LINE:COL: message``."""
@@ -215,7 +216,8 @@ class SceneSource(NamedTuple):
     """What a render reads and where it writes, worked out before anything is written.
 
     ``scene_path`` is the scene file; for pasted ``text`` it is where the text will be written (inside
-    the run directory, once the run lock is held: :func:`write_inline_scene`).
+    the run directory, once the run lock is held: :func:`write_inline_scene`). ``report`` is what the
+    preflight found the render will use (perceptors, activations, warnings to show).
     """
 
     scene_path: str
@@ -223,6 +225,7 @@ class SceneSource(NamedTuple):
     overrides: tuple[str, ...]
     identity: RunIdentity
     text: str | None = None
+    report: PreflightReport | None = None
 
 
 def inline_stem(text: str) -> str:
@@ -231,15 +234,21 @@ def inline_stem(text: str) -> str:
 
 
 def resolve_scene(params: RenderParams) -> SceneSource:
-    """The scene file a render reads, its run directory and identity; writes nothing.
+    """The scene file a render reads, its run directory and identity, after every check a render can
+    make before it starts; writes nothing.
 
-    Inline ``scene_text`` is validated here (its relative paths resolve against the run directory).
+    The scene (a file, or inline ``scene_text`` whose relative paths resolve against the run
+    directory) is validated and then preflighted on ``params.device``
+    (:func:`pytti_engine.preflight.preflight`: models, inputs, values, the device), so the CLI, the
+    UI's runs and batches refuse the same scenes, before any model loads.
     A relative ``out_dir`` lies inside the renders root; without one the render gets its default
     folder there (:func:`pytti_engine.identity.default_run_dir`, which never picks another render's).
 
     Raises:
         ConfinementError: the scene file or the run directory lies outside the allowed roots.
-        SceneError: the inline text is invalid, located at ``<scene_text>:LINE:COL`` (every error).
+        SceneError: the scene is invalid, located at ``FILE:LINE:COL`` (``<scene_text>`` for inline
+            text; every error).
+        PreflightError: the scene cannot render here (one line per problem).
     """
     overrides = params.all_overrides()
     text = params.scene_text
@@ -256,11 +265,15 @@ def resolve_scene(params: RenderParams) -> SceneSource:
         out_dir = default_run_dir(renders_root(), stem, identity, label=overrides)
     check_output(out_dir, "out_dir")
     if text is not None:
-        load_scene_text(text, name=INLINE_NAME, base_dir=out_dir, overrides=overrides)
-        return SceneSource(str(out_dir / f"{stem}.yaml"), str(out_dir), overrides, identity, text)
+        loaded = load_scene_text(text, name=INLINE_NAME, base_dir=out_dir, overrides=overrides)
+        report = preflight(loaded, build_plan(loaded), name=INLINE_NAME, device=params.device)
+        return SceneSource(str(out_dir / f"{stem}.yaml"), str(out_dir), overrides, identity, text, report)
     if not _own_inline_scene(scene, out_dir):
         check_input(scene, "scene file", input_roots())
-    return SceneSource(str(scene), str(out_dir), overrides, RunIdentity.of(scene, overrides, out_dir))
+    loaded = load_scene(scene, overrides)
+    report = preflight(loaded, build_plan(loaded), name=str(scene), device=params.device)
+    identity = RunIdentity.of(scene, overrides, out_dir)
+    return SceneSource(str(scene), str(out_dir), overrides, identity, report=report)
 
 
 def _own_inline_scene(scene: Path, out_dir: Path) -> bool:

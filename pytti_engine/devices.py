@@ -15,8 +15,8 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 def resolve_device(spec: str = "auto") -> torch.device:
     """Turn ``auto | cpu | cuda | cuda:N | mps`` into a :class:`torch.device`.
 
-    ``auto`` picks ``cuda`` when a CUDA device is present, else the CPU. Asking for a CUDA device
-    that does not exist is an error, not a silent fallback.
+    ``auto`` picks ``cuda`` when a CUDA device is present, else the CPU. Asking for a CUDA or MPS
+    device that does not exist is an error, not a silent fallback.
 
     Args:
         spec: the device string from the command line or the flow parameters.
@@ -38,6 +38,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
         index = device.index or 0
         if index >= torch.cuda.device_count():
             raise PyttiError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise PyttiError(f"--device {spec}: Apple's MPS is not available on this machine (use --device cpu)")
     return device
 
 

@@ -37,7 +37,7 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -145,8 +145,11 @@ class _BuildPlan:
     open_clip_name: str  # the name handed to open_clip (may carry the ``local-dir:`` schema)
     pretrained: str | None  # a tag or a file path; None for local-dir
     name: str  # Perceptor.name
-    identity: str  # Perceptor.identity
+    identity: str  # Perceptor.identity, or its prefix when ``hashed`` names files to hash
     force_quick_gelu: bool = False
+    model_cfg: dict[str, Any] = field(default_factory=dict)  # the architecture (sizes, activation)
+    hashed: tuple[Path, ...] = ()  # the weight (and config) files whose sha256 completes the identity
+    activation: str = ""  # why the activation was chosen, when not just the architecture's config
     force_preprocess_cfg: dict[str, Any] = field(default_factory=dict)
     how_to_fix: str = ""  # appended to a load failure's message
 
@@ -187,13 +190,84 @@ def load_perceptor(
         raise ModelLoadError(f"{plan.name}: non-square input size {height}x{width} is not supported")
     return Perceptor(
         name=plan.name,
-        identity=plan.identity,
+        identity=_identity(plan),
         model=net,
         input_size=int(height),
         mean=_triple(cfg["mean"]),
         std=_triple(cfg["std"]),
         tokenizer=tokenizer,
     )
+
+
+@dataclass(frozen=True)
+class PerceptorCheck:
+    """What a perceptor entry will load, worked out without loading (or hashing) any weights.
+
+    Args:
+        name: as :attr:`Perceptor.name`.
+        input_size: side of the square image the visual tower takes (e.g. 224).
+        quick_gelu: whether the model is built with QuickGELU (else exact GELU).
+        activation: why that activation, for ``validate`` and the manifest.
+        warning: a warning to show once (a local weights file that may need the other activation).
+    """
+
+    name: str
+    input_size: int
+    quick_gelu: bool
+    activation: str
+    warning: str | None = None
+
+
+def check_perceptor(model: str, pretrained: str | None = None) -> PerceptorCheck:
+    """Everything :func:`load_perceptor` checks before it loads: the model name against open_clip's
+    registry, the pretrained tag against the model's tags (and its weights in the cache or a reachable
+    hub), a weights file or ``local-dir:`` folder that exists and is complete.
+
+    Args:
+        model: as for :func:`load_perceptor`.
+        pretrained: as for :func:`load_perceptor`.
+
+    Returns:
+        What would be loaded: name, input size and activation.
+
+    Raises:
+        ModelLoadError: as :func:`load_perceptor` would, for the same reason, before any weights load.
+    """
+    plan = _plan(model, pretrained)
+    return PerceptorCheck(
+        name=plan.name,
+        input_size=_input_size(plan),
+        quick_gelu=_uses_quick_gelu(plan),
+        activation=_activation_reason(plan),
+    )
+
+
+def _identity(plan: _BuildPlan) -> str:
+    """The perceptor's identity: the tag spec, or the prefix and the sha256 of the weight files."""
+    return f"{plan.identity}:sha256={_sha256_files(plan.hashed)}" if plan.hashed else plan.identity
+
+
+def _input_size(plan: _BuildPlan) -> int:
+    """The visual tower's input side from the architecture (open_clip's default: 224)."""
+    size = plan.model_cfg.get("vision_cfg", {}).get("image_size", 224)
+    height, width = (size, size) if isinstance(size, int) else size
+    if height != width:
+        raise ModelLoadError(f"{plan.name}: non-square input size {height}x{width} is not supported")
+    return int(height)
+
+
+def _uses_quick_gelu(plan: _BuildPlan) -> bool:
+    """Whether open_clip will build the model with QuickGELU."""
+    return plan.force_quick_gelu or bool(plan.model_cfg.get("quick_gelu", False))
+
+
+def _activation_reason(plan: _BuildPlan) -> str:
+    """Why the model gets its activation (one short phrase)."""
+    if plan.activation:
+        return plan.activation
+    if plan.model_cfg.get("quick_gelu", False):
+        return "QuickGELU (the architecture's config)"
+    return "GELU (the architecture's config)"
 
 
 def write_stand_in(directory: str | Path, *, seed: int = 0) -> Path:
@@ -365,11 +439,14 @@ def _plan_local_dir(directory: str) -> _BuildPlan:
         )
     _check_hub_text_tower(f"local-dir:{path}", config["model_cfg"])
     name = LOCAL_DIR_PREFIX + str(path)
+    model_cfg = config["model_cfg"]
     return _BuildPlan(
         open_clip_name=name,
         pretrained=None,
         name=name,
-        identity=f"local-dir:sha256={_sha256_files([config_path, *weights])}",
+        identity="local-dir",
+        model_cfg=model_cfg if isinstance(model_cfg, dict) else {},
+        hashed=(config_path, *weights),
     )
 
 
@@ -382,12 +459,22 @@ def _plan_tag(model: str, tag: str) -> _BuildPlan:
     cached = _cached_tag_weights(cfg)
     offline_flag = bool(hf_constants.HF_HUB_OFFLINE)
     model_cfg = open_clip.get_model_config(model) or {}
+    tagged = _BuildPlan(
+        model,
+        tag,
+        spec,
+        spec,
+        force_quick_gelu=quick_gelu,
+        model_cfg=model_cfg,
+        how_to_fix=how_to_fix,
+        activation=f"{'QuickGELU' if quick_gelu else 'GELU'} (open_clip's registry for {spec})",
+    )
     if offline_flag and cached is not None:
         _check_hub_text_tower(spec, model_cfg, reachable=False)
-        return _BuildPlan(model, tag, spec, spec, force_quick_gelu=quick_gelu, how_to_fix=how_to_fix)
+        return tagged
     reachable = not offline_flag and _hub_reachable()
     if reachable:
-        return _BuildPlan(model, tag, spec, spec, force_quick_gelu=quick_gelu, how_to_fix=how_to_fix)
+        return tagged
     if cached is None:
         raise ModelLoadError(_missing_weights_message(model, tag, cfg, offline_flag))
     # Cached but the hub is unreachable and HF_HUB_OFFLINE is unset: hf_hub_download would retry for
@@ -397,15 +484,7 @@ def _plan_tag(model: str, tag: str) -> _BuildPlan:
     logger.info("%s: hub unreachable, loading cached weights %s", spec, cached)
     keys = ("mean", "std", "interpolation", "resize_mode")
     preprocess = {k: cfg[k] for k in keys if k in cfg}
-    return _BuildPlan(
-        model,
-        cached,
-        spec,
-        spec,
-        force_quick_gelu=quick_gelu,
-        force_preprocess_cfg=preprocess,
-        how_to_fix=how_to_fix,
-    )
+    return replace(tagged, pretrained=cached, force_preprocess_cfg=preprocess)
 
 
 def _plan_file(model: str, pretrained: str) -> _BuildPlan:
@@ -425,7 +504,9 @@ def _plan_file(model: str, pretrained: str) -> _BuildPlan:
         open_clip_name=model,
         pretrained=str(resolved),
         name=f"{model}:{resolved}",
-        identity=f"{model}:sha256={_sha256_files([resolved])}",
+        identity=model,
+        model_cfg=open_clip.get_model_config(model) or {},
+        hashed=(resolved,),
     )
 
 

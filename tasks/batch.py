@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 from pytti_engine.confine import check_input, check_output, input_roots, real_path
 from pytti_engine.errors import PyttiError
 from pytti_engine.identity import RunIdentity, check_run_dir, default_run_dir
-from pytti_engine.job import check_renderable, plan_keys
+from pytti_engine.job import plan_keys
+from pytti_engine.preflight import preflight
 from pytti_engine.rundir import RunPaths, frame_done
 from pytti_engine.scene import build_plan, load_scene
 
@@ -112,12 +113,15 @@ def plan_jobs(
 
 
 def check_job(job: BatchJob) -> JobCheck:
-    """Load, plan and check one job; count its frames that are already done (resume/skip)."""
+    """Load, plan and check one job as ``pytti validate`` does (:func:`~pytti_engine.preflight.preflight`);
+    count its frames that are already done (resume/skip)."""
     try:
         check_output(job.out_dir)
         scene = load_scene(job.scene_path, job.overrides)
         plan = build_plan(scene)
-        check_renderable(plan, scene)
+        preflight(
+            scene, plan, name=job.scene_path
+        )  # what `pytti validate` checks; the device is the worker's
         check_run_dir(
             Path(job.out_dir), RunIdentity.of(job.scene_path, job.overrides, job.out_dir), replace=False
         )

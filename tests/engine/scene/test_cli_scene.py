@@ -36,17 +36,19 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 @pytest.fixture
-def good(tmp_path: Path) -> Path:
+def good(tmp_path: Path, stand_in_dir: Path) -> Path:
+    """GOOD with the stand-in perceptor (validate checks that a scene's weights are here)."""
     path = tmp_path / "good.yaml"
-    path.write_text(GOOD, encoding="utf-8")
+    path.write_text(GOOD + f"perceptors: [{{model: 'local-dir:{stand_in_dir}'}}]\n", encoding="utf-8")
     return path
 
 
-def test_validate_ok(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_ok(good: Path, stand_in_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["validate", str(good)], capsys)
     assert (code, err) == (0, "")
-    assert (
-        out == "ok: 5 frames, 2 scenes, 1.25 s at 4 fps, 256x256, animation 2d, 1 perceptor, 50 steps/frame\n"
+    assert out == (
+        "ok: 5 frames, 2 scenes, 1.25 s at 4 fps, 256x256, animation 2d, 1 perceptor, 50 steps/frame\n"
+        f"  perceptors.0: local-dir:{stand_in_dir}, 224 px, GELU (the architecture's config)\n"
     )
 
 
