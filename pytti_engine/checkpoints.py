@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pytti_engine import __version__
+from pytti_engine import engine_version
 from pytti_engine.errors import PyttiError
 from pytti_engine.image_params import image_from_state
 from pytti_engine.io import atomic_write_bytes
@@ -46,7 +46,7 @@ def checkpoint_bytes(state: RenderState, meta: CheckpointMeta) -> bytes:
     """Serialize a state and its metadata with ``torch.save`` into bytes."""
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
-        "engine_version": __version__,
+        "engine_version": engine_version(),
         "image_kind": state.image.kind,
         "image_config": state.image.config.to_dict(),
         "image": state.image.state_dict(),

@@ -11,10 +11,12 @@ import torch
 
 from pytti_engine.devices import make_generator
 from pytti_engine.errors import PyttiError
+from pytti_engine.hashes import Hasher, file_sha256
+from pytti_engine.inputs import InputFile, Localize, frame_inputs, hash_inputs, input_uses
 from pytti_engine.io import load_image
 from pytti_engine.losses import hsv_target
 from pytti_engine.motion import MotionRuntime, motion_fingerprint
-from pytti_engine.perceptors import Perceptor, load_perceptor
+from pytti_engine.perceptors import Perceptor, load_perceptor, weights_identity
 from pytti_engine.prompts import (
     DirectTarget,
     ImagePromptTarget,
@@ -44,23 +46,62 @@ def _default_vqgan_loader(files: VQGANFiles, device: torch.device) -> VQGANModel
     return load_vqgan(files, device)
 
 
-def render_fingerprint(scene: Any) -> dict[str, Any]:
-    """Every setting that affects pixels, JSON-friendly (the base of the frame keys)."""
+def render_fingerprint(scene: Any, sha256: Hasher = file_sha256) -> dict[str, Any]:
+    """Every setting that affects pixels, JSON-friendly (the base of the frame keys).
+
+    Perceptors count with their weights' identity (the tag, or the sha256 of local weight files, as
+    the manifest records it); a VQGAN with its checkpoint's sha256. ``sha256`` hashes the files (a run
+    directory's :class:`~pytti_engine.hashes.HashCache`).
+    """
     fingerprint = {
         "render": RenderSettings.from_scene(scene).fingerprint(),
         "perceptors": [
-            {"model": p.model, "pretrained": p.pretrained, "weight": p.weight} for p in scene.perceptors
+            {
+                "model": p.model,
+                "pretrained": p.pretrained,
+                "weight": p.weight,
+                "identity": weights_identity(p.model, p.pretrained, sha256),
+            }
+            for p in scene.perceptors
         ],
     }
     files = vqgan_files(scene)
     if files is not None:  # the weights' identity, not their path (nothing is added for other models)
-        fingerprint["vqgan"] = vqgan_identity(files)
+        fingerprint["vqgan"] = vqgan_identity(files, sha256)
     return {**fingerprint, **motion_fingerprint(scene)}  # motion adds nothing for off/2d scenes
 
 
-def plan_keys(scene: Any, plan: Any, base_keys: Sequence[str] = ()) -> list[str]:
-    """The frame keys of a plan, known before anything renders (``base_keys``: a fork's frames)."""
-    return frame_keys(render_fingerprint(scene), (f.to_dict() for f in plan.frames), base_keys=base_keys)
+def plan_inputs(
+    scene: Any, plan: Any, sha256: Hasher = file_sha256, localize: Localize | None = None
+) -> list[InputFile]:
+    """Every input file the plan's frames read, with its sha256 (:func:`pytti_engine.inputs.input_uses`).
+
+    Raises:
+        PyttiError: an input file cannot be read, or a URL has not been fetched.
+    """
+    uses = input_uses(scene, plan) if localize is None else input_uses(scene, plan, localize)
+    return hash_inputs(uses, sha256)
+
+
+def plan_keys(
+    scene: Any,
+    plan: Any,
+    base_keys: Sequence[str] = (),
+    inputs: Sequence[InputFile] | None = None,
+    sha256: Hasher = file_sha256,
+) -> list[str]:
+    """The frame keys of a plan, known before anything renders (``base_keys``: a fork's frames).
+
+    A frame's key holds the sha256 of every input file it reads (``inputs``, default
+    :func:`plan_inputs`), so editing one in place changes the keys from the first frame that reads it.
+    """
+    files = plan_inputs(scene, plan, sha256) if inputs is None else inputs
+    per_frame = frame_inputs(files, len(plan.frames))
+    frames = (
+        {**f.to_dict(), "inputs": used} if used else f.to_dict()
+        for f, used in zip(plan.frames, per_frame, strict=True)
+    )
+    return frame_keys(render_fingerprint(scene, sha256), frames, base_keys=base_keys)
 
 
 def prompt_texts(plan: Any) -> list[str]:

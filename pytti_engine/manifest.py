@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pytti_engine import __version__
+from pytti_engine import engine_version
 from pytti_engine.io import atomic_write_text
 from pytti_engine.rundir import FrameRecordData, RunPaths, read_record
 
@@ -33,7 +33,7 @@ _PACKAGES = (
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that shape a render (``"-"`` when absent)."""
-    versions = {"python": platform.python_version(), "pytti-flow": __version__}
+    versions = {"python": platform.python_version(), "pytti-flow": engine_version()}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -51,6 +50,7 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from safetensors.torch import save_file
 
 from pytti_engine.errors import ModelLoadError, ShapeError
+from pytti_engine.hashes import Hasher, file_sha256, files_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def check_perceptor(model: str, pretrained: str | None = None) -> PerceptorCheck
 
 def _identity(plan: _BuildPlan) -> str:
     """The perceptor's identity: the tag spec, or the prefix and the sha256 of the weight files."""
-    return f"{plan.identity}:sha256={_sha256_files(plan.hashed)}" if plan.hashed else plan.identity
+    return f"{plan.identity}:sha256={files_sha256(plan.hashed)}" if plan.hashed else plan.identity
 
 
 def _input_size(plan: _BuildPlan) -> int:
@@ -432,7 +432,7 @@ def _plan_local_dir(directory: str) -> _BuildPlan:
         raise ModelLoadError(f"local-dir model config {config_path} is unreadable: {e}") from e
     if not isinstance(config, dict) or "model_cfg" not in config:
         raise ModelLoadError(f"local-dir model config {config_path} has no 'model_cfg' entry")
-    weights = sorted({p for pattern in _LOCAL_DIR_WEIGHT_GLOBS for p in path.glob(pattern)})
+    weights = _local_dir_weights(path)
     if not weights:
         raise ModelLoadError(
             f"local-dir model folder {path} has no weights file (open_clip_model.safetensors, *.bin or *.pth)"
@@ -448,6 +448,44 @@ def _plan_local_dir(directory: str) -> _BuildPlan:
         model_cfg=model_cfg if isinstance(model_cfg, dict) else {},
         hashed=(config_path, *weights),
     )
+
+
+def _local_dir_weights(path: Path) -> list[Path]:
+    """The weights files open_clip would find in a local-dir folder, sorted."""
+    return sorted({p for pattern in _LOCAL_DIR_WEIGHT_GLOBS for p in path.glob(pattern)})
+
+
+def weight_files(model: str, pretrained: str | None) -> list[Path]:
+    """The local files a perceptor's weights come from (empty for a pretrained tag): a weights file, or a
+    local-dir folder's config and weights files. Files that do not exist are left out."""
+    if model.startswith(LOCAL_DIR_PREFIX):
+        path = Path(model[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
+        config = path / _LOCAL_DIR_CONFIG
+        return [config, *_local_dir_weights(path)] if config.is_file() else []
+    if pretrained is None and ":" in model:
+        model, pretrained = model.split(":", 1)
+    if pretrained is None or open_clip.get_pretrained_cfg(model, pretrained):
+        return []
+    path = Path(pretrained).expanduser()
+    return [path.resolve()] if path.is_file() else []
+
+
+def weights_identity(model: str, pretrained: str | None, sha256: Hasher = file_sha256) -> str:
+    """The :attr:`Perceptor.identity` :func:`load_perceptor` gives, without building the model.
+
+    ``MODEL:TAG`` for a pretrained tag; ``MODEL:sha256=…`` of a weights file; ``local-dir:sha256=…`` of a
+    folder's config and weights. A file or folder that is missing gives ``MODEL:PRETRAINED`` (loading
+    it fails with the reason). ``sha256``: how files are hashed (a run directory's
+    :class:`~pytti_engine.hashes.HashCache`).
+    """
+    files = weight_files(model, pretrained)
+    if model.startswith(LOCAL_DIR_PREFIX):
+        return f"local-dir:sha256={files_sha256(files, sha256)}" if len(files) > 1 else model
+    if pretrained is None and ":" in model:
+        model, pretrained = model.split(":", 1)
+    if files:
+        return f"{model}:sha256={files_sha256(files, sha256)}"
+    return f"{model}:{pretrained}"
 
 
 def _plan_tag(model: str, tag: str) -> _BuildPlan:
@@ -676,16 +714,6 @@ def _quiet_random_init_warning() -> Iterator[None]:
 
 # ----------------------------------------------------------------------------------------------------
 # Small helpers.
-
-
-def _sha256_files(paths: Sequence[Path]) -> str:
-    """sha256 over the names and contents of files, in the given order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
-    return digest.hexdigest()
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:

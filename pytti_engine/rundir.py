@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pytti_engine import __version__
+from pytti_engine import engine_version
 from pytti_engine.checkpoints import CheckpointMeta, checkpoint_bytes
 from pytti_engine.errors import OutputError
 from pytti_engine.io import atomic_write_bytes, atomic_write_text, png_bytes, sha256_file
@@ -71,6 +71,11 @@ class RunPaths:
     def run_json(self) -> Path:
         """How the run was invoked."""
         return self.root / "run.json"
+
+    @property
+    def inputs_json(self) -> Path:
+        """What the last render read (each input file's sha256) and the content hash cache."""
+        return self.root / "inputs.json"
 
     @property
     def manifest_json(self) -> Path:
@@ -133,7 +138,7 @@ def frame_keys(
     Returns:
         One hex key per frame, in order.
     """
-    base = json.dumps({"engine": __version__, "settings": fingerprint}, sort_keys=True, default=str)
+    base = json.dumps({"engine": engine_version(), "settings": fingerprint}, sort_keys=True, default=str)
     keys: list[str] = []
     prev = hashlib.sha256(base.encode()).hexdigest()
     for n, frame in enumerate(frames):

@@ -26,13 +26,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from pytti_engine.errors import ModelLoadError
+from pytti_engine.hashes import Hasher, file_sha256
 
 ENV_MODELS_DIR = "PYTTI_MODELS_DIR"
 """Environment variable naming a models folder (VQGAN files in its ``vqgan/`` subfolder)."""
@@ -370,22 +370,7 @@ def _missing_message(known: KnownVQGAN, models_dir: Path | None, halves: Sequenc
     )
 
 
-@lru_cache(maxsize=32)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a (large) file, computed once per process per (path, size, mtime)."""
-    stat = path.stat()
-    return _sha256_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-def vqgan_identity(files: VQGANFiles) -> dict[str, Any]:
+def vqgan_identity(files: VQGANFiles, sha256: Hasher = file_sha256) -> dict[str, Any]:
     """What identifies a VQGAN's weights, independent of where the files are (frame keys, manifest).
 
     The checkpoint's sha256 and a sha256 of the parsed architecture (YAML formatting and comments do
@@ -395,7 +380,7 @@ def vqgan_identity(files: VQGANFiles) -> dict[str, Any]:
     arch = json.dumps(config.canonical(), sort_keys=True, default=str)
     return {
         "vqgan_model": files.name,
-        "checkpoint_sha256": file_sha256(files.checkpoint),
+        "checkpoint_sha256": sha256(files.checkpoint),
         "config_sha256": hashlib.sha256(arch.encode()).hexdigest(),
     }
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from pytti_engine.confine import check_input, check_output, input_roots, real_path
 from pytti_engine.errors import PyttiError
 from pytti_engine.identity import RunIdentity, check_run_dir, default_run_dir
+from pytti_engine.inputs import InputsRecord
 from pytti_engine.job import plan_keys
 from pytti_engine.preflight import preflight
 from pytti_engine.rundir import RunPaths, frame_done
@@ -128,7 +129,10 @@ def check_job(job: BatchJob) -> JobCheck:
     except PyttiError as e:
         return JobCheck(job=job, error=str(e))
     paths = RunPaths(Path(job.out_dir).resolve())
-    keys = plan_keys(scene, plan)
+    try:
+        keys = plan_keys(scene, plan, sha256=InputsRecord.read(paths.inputs_json).hashes.sha256)
+    except PyttiError as e:
+        return JobCheck(job=job, error=str(e))
     done = sum(frame_done(paths, i, key) for i, key in enumerate(keys, start=1))
     video = paths.video(Path(job.scene_path).stem)
     return JobCheck(

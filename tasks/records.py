@@ -15,6 +15,7 @@ class RunRef(BaseModel):
     frame_count: int
     video_stem: str
     scene_sha256: str
+    inputs_sha256: str = ""  # the input files' contents (pytti_engine.inputs.inputs_digest)
 
 
 class FrameRecord(BaseModel):

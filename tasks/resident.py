@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from pytti_engine.image_params.vqgan import VQGANModel, load_vqgan
+from pytti_engine.inputs import InputsRecord
 from pytti_engine.job import build_context, plan_keys
 from pytti_engine.metrics import MetricsWriter, open_metrics
 from pytti_engine.perceptors import Perceptor, load_perceptor
@@ -48,19 +49,27 @@ def _cached_vqgan(files: VQGANFiles, device: torch.device) -> VQGANModel:
 
 
 @lru_cache(maxsize=4)
-def _job(scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str) -> Job:
+def _job(
+    scene_path: str, overrides: tuple[str, ...], scene_sha256: str, inputs_sha256: str, run_dir: str
+) -> Job:
     scene = load_scene(scene_path, overrides)
     plan = build_plan(scene)
     paths = RunPaths(Path(run_dir))
-    keys = plan_keys(scene, plan, fork_base_keys(paths))
+    hashes = InputsRecord.read(paths.inputs_json).hashes  # written by prepare_run
+    keys = plan_keys(scene, plan, fork_base_keys(paths), sha256=hashes.sha256)
     return Job(scene=scene, plan=plan, keys=tuple(keys), paths=paths)
 
 
 @lru_cache(maxsize=2)
 def _context(
-    scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str, device: str
+    scene_path: str,
+    overrides: tuple[str, ...],
+    scene_sha256: str,
+    inputs_sha256: str,
+    run_dir: str,
+    device: str,
 ) -> RenderContext:
-    job = _job(scene_path, overrides, scene_sha256, run_dir)
+    job = _job(scene_path, overrides, scene_sha256, inputs_sha256, run_dir)
     return build_context(
         job.scene,
         job.plan,
@@ -78,22 +87,24 @@ def flows_dir(paths: RunPaths) -> Path:
 
 def job_for(run: RunRef) -> Job:
     """The resident :class:`Job` of a run (built on first use in this process)."""
-    return _job(run.scene_path, run.overrides, run.scene_sha256, run.run_dir)
+    return _job(run.scene_path, run.overrides, run.scene_sha256, run.inputs_sha256, run.run_dir)
 
 
 def context_for(run: RunRef) -> RenderContext:
     """The resident render context (perceptors + prompt embeddings) of a run."""
-    return _context(run.scene_path, run.overrides, run.scene_sha256, run.run_dir, run.device)
+    return _context(
+        run.scene_path, run.overrides, run.scene_sha256, run.inputs_sha256, run.run_dir, run.device
+    )
 
 
 @lru_cache(maxsize=2)
 def _metrics(
-    scene_path: str, overrides: tuple[str, ...], scene_sha256: str, run_dir: str
+    scene_path: str, overrides: tuple[str, ...], scene_sha256: str, inputs_sha256: str, run_dir: str
 ) -> MetricsWriter | None:
-    job = _job(scene_path, overrides, scene_sha256, run_dir)
+    job = _job(scene_path, overrides, scene_sha256, inputs_sha256, run_dir)
     return open_metrics(job.paths.root, job.scene)
 
 
 def metrics_for(run: RunRef) -> MetricsWriter | None:
     """The run's TensorBoard writer, one per process and run (``None`` unless ``tensorboard: true``)."""
-    return _metrics(run.scene_path, run.overrides, run.scene_sha256, run.run_dir)
+    return _metrics(run.scene_path, run.overrides, run.scene_sha256, run.inputs_sha256, run.run_dir)

@@ -7,8 +7,9 @@ from prefect import get_run_logger, task
 
 from pytti_engine.devices import resolve_device
 from pytti_engine.identity import drop_stale_frames
+from pytti_engine.inputs import InputsRecord, changed_inputs, describe_changes, inputs_digest
 from pytti_engine.io import atomic_write_text, sha256_file
-from pytti_engine.job import check_renderable, plan_keys
+from pytti_engine.job import check_renderable, plan_inputs, plan_keys
 from pytti_engine.rundir import RunPaths, ensure_writable, fork_base_keys
 from pytti_engine.scene import build_plan, load_scene
 from tasks.records import RunRef
@@ -37,10 +38,16 @@ def prepare_run(
     run_info = {"scene_path": str(source), "overrides": list(overrides), "device": resolved_device}
     atomic_write_text(paths.run_json, json.dumps(run_info, indent=2) + "\n")
     plan_doc = plan.to_dict()
-    keys = plan_keys(scene, plan, fork_base_keys(paths))
+    record = InputsRecord.read(paths.inputs_json)  # the last render's inputs and the hash cache
+    inputs = plan_inputs(scene, plan, record.hashes.sha256)
+    keys = plan_keys(scene, plan, fork_base_keys(paths), inputs, record.hashes.sha256)
     plan_doc["keys"] = keys
     atomic_write_text(paths.plan_json, json.dumps(plan_doc, indent=1) + "\n")
+    changes = describe_changes(changed_inputs(record.inputs, inputs))
+    record.write(paths.inputs_json, inputs)
     logger = get_run_logger()
+    if changes:
+        logger.warning("%s", changes)
     for note in scene.notes:
         logger.info("%s: %s", source.name, note)
     logger.info("%s: %d frames at %g fps -> %s", source.name, len(plan.frames), plan.fps, paths.root)
@@ -57,6 +64,7 @@ def prepare_run(
         frame_count=len(plan.frames),
         video_stem=source.stem,
         scene_sha256=sha256_file(source),
+        inputs_sha256=inputs_digest(inputs),
     )
 
 

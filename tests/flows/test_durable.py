@@ -226,3 +226,34 @@ def test_a_frame_over_its_timeout_fails_the_render_at_that_frame(
     assert state.is_failed() and "timed out" in str(state.message)
     assert woke == [], "the frame runs on the flow's main thread, so the timeout interrupts it"
     assert (out / "records" / "000001.json").is_file() and not (out / "records" / "000002.json").exists()
+
+
+def test_editing_a_mask_in_place_rerenders_from_its_first_frame_and_says_so(
+    write_scene: Callable[..., Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from PIL import Image
+
+    mask = tmp_path / "mask.png"
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(mask)
+    body = MOVING + (
+        'scenes:\n  - prompts: "a red circle:1"\n    frames: 2\n'
+        '  - prompts: "a red circle:1_[mask.png]"\n    frames: 2\n'
+    )
+    scene, out = write_scene(body), tmp_path / "run"
+    argv = ["render", str(scene), "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    before = _pngs(out)
+    caplog.clear()
+    Image.new("RGB", (8, 8), (0, 0, 0)).save(mask)  # edited in place: same path, other pixels
+    assert main(argv) == 0
+    lines = [r.getMessage() for r in caplog.records if "changed since the last render" in r.getMessage()]
+    assert len(lines) == 1 and f"scenes[1] image mask {mask} (read from frame 3)" in lines[0], caplog.text
+    assert "\n" not in lines[0] and "frames 3 and later render again" in lines[0]
+    assert [r.levelname for r in caplog.records if r.getMessage() == lines[0]] == [
+        "WARNING"
+    ]  # shown by default
+    after = _pngs(out)
+    assert [after[k] == before[k] for k in sorted(before)] == [True, True, False, False]
+    assert lines[0] in (out / "render.log").read_text()
+    inputs = json.loads((out / "inputs.json").read_text())["inputs"]
+    assert {(i["field"], i["first_frame"]) for i in inputs} >= {("scenes[1] image mask", 3)}
