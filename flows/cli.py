@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows.temp_api import API_COMMANDS, TemporaryApiError, early_start
 from pytti_engine.errors import ModelLoadError, PyttiError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -25,6 +26,11 @@ _PREFECT_DEFAULTS = {
 def _error(message: str) -> int:
     print(f"pytti: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _runtime_error(message: str) -> int:
+    print(f"pytti: error: {message}", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _prepare_environment() -> None:
@@ -83,24 +89,21 @@ def _run_render(
 
     keep_output_alive()  # `pytti render | head`, a closed ssh session: the render goes on
     from flows.render_scene import RenderParams, render_scene
+    from flows.temp_api import ensure_ready
 
     terminal = progress.install(verbose=verbose)
     params = RenderParams(
         scene_path=str(scene), out_dir=str(run_dir), device=device, overrides=list(overrides), replace=replace
     )
     try:
+        ensure_ready()  # Prefect's temporary API, started at the command's start, answers (or one line)
         summary = render_scene(params)
     except PyttiError as e:
         return _error(str(e))
+    except TemporaryApiError as e:
+        return _runtime_error(str(e))
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: report, exit 1
-        from flows.cli_deploy import api_refusal
-
-        if (refusal := api_refusal(e)) is not None:
-            return _error(refusal)
-        print(f"pytti: render failed: {type(e).__name__}: {e}", file=sys.stderr)
-        if (run_dir / progress.LOG_NAME).is_file():
-            print(f"pytti: the full log is in {run_dir / progress.LOG_NAME}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _render_failed(e, run_dir / progress.LOG_NAME)
     finally:
         terminal.close()
     print(
@@ -108,6 +111,18 @@ def _run_render(
         f"{summary.skipped} kept) in {summary.seconds:.1f} s; log: {Path(summary.run_dir) / progress.LOG_NAME}"
     )
     return EXIT_OK
+
+
+def _render_failed(error: BaseException, log: Path) -> int:
+    """Report a render's unexpected failure in one line (and where its full log is); exit 1."""
+    from flows.cli_deploy import api_refusal
+
+    if (refusal := api_refusal(error)) is not None:
+        return _error(refusal)
+    print(f"pytti: render failed: {type(error).__name__}: {error}", file=sys.stderr)
+    if log.is_file():
+        print(f"pytti: the full log is in {log}", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -398,10 +413,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _scene_loads(args: argparse.Namespace) -> bool:
+    """A quick look (no torch, well under a second) at the scene of ``render``/``fork``: False when it is
+    outside the allowed roots or does not load, so that bad input starts nothing (the full check then
+    reports it); True for commands without a scene argument."""
+    scene = getattr(args, "scene", None)
+    if not isinstance(scene, str) or getattr(args, "sweep", None):
+        return True
+    from pytti_engine.confine import check_input, input_roots
+    from pytti_engine.scene import load_scene
+
+    try:
+        check_input(scene, "scene", input_roots())
+        load_scene(Path(scene), getattr(args, "set", []))
+    except Exception:  # noqa: BLE001 - any problem: leave the reporting to the full check
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pytti`` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    # Prefect's temporary API starts now, while torch and the models load (not for bad input)
+    spawn = args.command in API_COMMANDS and _scene_loads(args)
+    with early_start(args.command, spawn=spawn):
+        try:
+            return int(args.func(args))
+        except TemporaryApiError as e:
+            return _runtime_error(str(e))
 
 
 if __name__ == "__main__":

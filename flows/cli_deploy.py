@@ -76,6 +76,7 @@ def _run_batch(
     for key, value in _PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from flows.batch import BatchFailed, BatchParams, batch_render
+    from flows.temp_api import ensure_ready
 
     params = BatchParams(
         scenes=scenes,
@@ -87,6 +88,7 @@ def _run_batch(
         deployment=deployment,
     )
     try:
+        ensure_ready()  # the temporary API `pytti` started first answers (a TemporaryApiError: one line)
         summary = batch_render(params)
     except BatchFailed as e:
         print(e.summary.table())
