@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows.stopping import exit_code, stop_on_signals, stop_signal, stopped_line
 from flows.temp_api import API_COMMANDS, TemporaryApiError, early_start
 from pytti_engine.errors import ModelLoadError, PyttiError
 
@@ -95,6 +96,7 @@ def _run_render(
     params = RenderParams(
         scene_path=str(scene), out_dir=str(run_dir), device=device, overrides=list(overrides), replace=replace
     )
+    signum: int | None = None
     try:
         ensure_ready()  # Prefect's temporary API, started at the command's start, answers (or one line)
         summary = render_scene(params)
@@ -102,10 +104,16 @@ def _run_render(
         return _error(str(e))
     except TemporaryApiError as e:
         return _runtime_error(str(e))
-    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: report, exit 1
-        return _render_failed(e, run_dir / progress.LOG_NAME)
+    except BaseException as e:  # the last line of defence: a stop, or a failure reported in one line
+        if (signum := stop_signal(e)) is None and not isinstance(e, Exception):
+            raise
+        if signum is None:
+            return _render_failed(e, run_dir / progress.LOG_NAME)
     finally:
         terminal.close()
+    if signum is not None:  # Ctrl-C, SIGTERM: the frame in progress was abandoned, the API is still up
+        print(stopped_line(signum, run_dir), file=sys.stderr)
+        return exit_code(signum)
     print(
         f"done: {summary.video} — {summary.frames} frames ({summary.rendered} rendered, "
         f"{summary.skipped} kept) in {summary.seconds:.1f} s; log: {Path(summary.run_dir) / progress.LOG_NAME}"
@@ -436,11 +444,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Prefect's temporary API starts now, while torch and the models load (not for bad input)
     spawn = args.command in API_COMMANDS and _scene_loads(args)
-    with early_start(args.command, spawn=spawn):
+    with early_start(args.command, spawn=spawn), stop_on_signals():
         try:
             return int(args.func(args))
         except TemporaryApiError as e:
             return _runtime_error(str(e))
+        except BaseException as e:
+            if (signum := stop_signal(e)) is None:
+                raise
+            print(stopped_line(signum), file=sys.stderr)
+            return exit_code(signum)
 
 
 if __name__ == "__main__":

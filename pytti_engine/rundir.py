@@ -374,12 +374,18 @@ def fork_run(source: RunPaths, at: int, dest: RunPaths) -> None:
     atomic_write_text(dest.fork_json, json.dumps(fork, indent=1) + "\n")
 
 
+STALE_TEMP_PATTERNS = (".*.tmp", ".*.part.mp4", ".*.part.webm", ".*.part.gif")
+"""Hidden temporary files of :mod:`pytti_engine.atomic`: ``.<name>.<random>.tmp``, and the encoder's
+``.<stem>.<random>.part.<container>`` (ffmpeg needs the extension)."""
+
+
 def remove_stale_temp_files(paths: RunPaths) -> int:
-    """Delete temp files a killed writer left behind (call only while holding the :class:`RunLock`)."""
+    """Delete temp files a killed writer (or encoder) left behind (call only while holding the
+    :class:`RunLock`); returns how many."""
     removed = 0
     for folder in (paths.root, paths.frames_dir, paths.checkpoints_dir, paths.records_dir):
         if folder.is_dir():
-            for tmp in folder.glob(".*.tmp"):
+            for tmp in {p for pattern in STALE_TEMP_PATTERNS for p in folder.glob(pattern)}:
                 tmp.unlink(missing_ok=True)
                 removed += 1
     return removed

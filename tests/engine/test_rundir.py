@@ -1,5 +1,6 @@
 """Run directory: frame keys, the done check, atomic writes, the writable check."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,21 @@ def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
     (paths.checkpoints_dir / ".000002.pt.x.tmp").write_bytes(b"half")
     assert remove_stale_temp_files(paths) == 2
     assert not list(tmp_path.rglob("*.tmp")) and frame_done(paths, 1, "k1")
+
+
+def test_a_video_encode_killed_mid_way_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A kill during the encode leaves ffmpeg's ``.<stem>.<random>.part.mp4``: the next render removes it."""
+    from pytti_engine.atomic import create_temp_beside
+    from pytti_engine.rundir import remove_stale_temp_files
+
+    paths = RunPaths(tmp_path)
+    video = paths.video("scene")
+    video.write_bytes(b"an older, complete video")
+    stale = []
+    for container in ("mp4", "webm", "gif"):
+        fd, part = create_temp_beside(video.with_name(video.stem), suffix=f".part.{container}")
+        os.close(fd)
+        stale.append(part)
+    assert all(p.name.startswith(".scene.") for p in stale)
+    assert remove_stale_temp_files(paths) == 3
+    assert not any(p.exists() for p in stale) and video.read_bytes() == b"an older, complete video"
