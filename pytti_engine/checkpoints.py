@@ -56,6 +56,7 @@ def checkpoint_bytes(state: RenderState, meta: CheckpointMeta) -> bytes:
         "key": meta.key,
         "png_sha256": meta.png_sha256,
         "depth_scale": None if state.depth_scale is None else list(state.depth_scale),
+        "step_generator": generator_record(state.step_generator),
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -113,6 +114,31 @@ def load_checkpoint(
     scale = p.get("depth_scale")
     depth_scale = None if scale is None else (float(scale[0]), float(scale[1]))
     state = RenderState(
-        image=image, optimizer=optimizer, step=meta.step, frame=meta.frame, depth_scale=depth_scale
+        image=image,
+        optimizer=optimizer,
+        step=meta.step,
+        frame=meta.frame,
+        depth_scale=depth_scale,
+        step_generator=restore_generator(p.get("step_generator"), device),
     )
     return state, meta
+
+
+def generator_record(generator: torch.Generator | None) -> dict[str, Any] | None:
+    """A generator's device type and state (a CPU byte tensor) for the checkpoint; ``None`` for none."""
+    if generator is None:
+        return None
+    return {"device": generator.device.type, "state": generator.get_state()}
+
+
+def restore_generator(record: Any, device: torch.device) -> torch.Generator | None:
+    """The generator of :func:`generator_record` on ``device``, in its saved state.
+
+    ``None`` when there is none (older checkpoints) or it was saved on another kind of device: a CPU
+    generator's state means nothing to a CUDA one, and the next frame seeds its own anyway.
+    """
+    if not isinstance(record, dict) or record.get("device") != device.type:
+        return None
+    generator = torch.Generator(device=device)
+    generator.set_state(record["state"])
+    return generator

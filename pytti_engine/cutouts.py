@@ -47,6 +47,7 @@ from kornia.geometry.transform import get_rotation_matrix2d
 from torch import Tensor
 
 from pytti_engine.checks import check_shape
+from pytti_engine.devices import device_constant
 from pytti_engine.types import BorderMode, PaddingMode
 from pytti_engine.warps.modes import cutout_padding, grid_dtype, sample_affine
 
@@ -157,7 +158,7 @@ def sample_cutouts(image: Tensor, config: CutoutConfig, generator: torch.Generat
     images = _sample(image, matrices, draws, config)
     if config.noise > 0:
         images = images + _noise(images.shape, config.noise, generator).to(images)
-    size_wh = torch.tensor([width, height], dtype=torch.float32, device=draws.sizes.device)
+    size_wh = device_constant([width, height], draws.sizes.device)
     offsets = (draws.centres + 0.5) / size_wh  # pixel-centre coordinates -> [0, 1] edge to edge
     sizes = draws.sizes[:, None] / size_wh
     return Cutouts(images=images, offsets=offsets.to(image.device), sizes=sizes.to(image.device))
@@ -170,7 +171,7 @@ def _draw(config: CutoutConfig, height: int, width: int, generator: torch.Genera
     rel = torch.randn(n, generator=generator, device=dev) * _SIZE_STD + _SIZE_MEAN
     rel = rel.clamp(min=min(config.cut_size / short, 1.0), max=1.0)
     sizes = short * rel**config.cut_pow  # (N,)
-    extent = torch.tensor([width, height], dtype=torch.float32, device=dev)
+    extent = device_constant([width, height], dev)
     border = torch.round(extent * config.cutout_border)  # (2,)
     pad = border if config.border_mode == "clamp" else torch.minimum(border, sizes[:, None])  # (N, 2)
     span = extent - sizes[:, None]  # (N, 2) corner range inside the image
@@ -210,17 +211,42 @@ def _crop_matrices(draws: _Draws) -> Tensor:
 
 
 def _sample(image: Tensor, matrices: Tensor, draws: _Draws, config: CutoutConfig) -> Tensor:
-    """Resample all cutouts: one batched grid, one ``grid_sample`` per pyramid level in use."""
+    """Resample all cutouts: one batched grid, one ``grid_sample`` per pyramid level in use.
+
+    The levels a config can use at all are known on the host (:func:`_level_range`); when that is one
+    level there is one ``grid_sample`` and no look at the draws. Otherwise the CPU samples each level
+    in use for its own cutouts (reading the drawn levels is free there), while other devices sample
+    every possible level for all cutouts and pick per cutout on the device (a few more taps, but no
+    host sync, which would stall the GPU every step). Both give the same values.
+    """
     s = config.cut_size
-    levels = _levels(draws, config, image.shape[-2:])  # (N,) on the generator's device
     padding = cutout_padding(config.border_mode)
+    possible = _level_range(config, image.shape[-2:])
+    if len(possible) == 1:
+        return _sample_level(image, matrices, possible[0], padding, s)
+    levels = _levels(draws, config, image.shape[-2:]).to(image.device)  # (N,)
+    if image.device.type != "cpu":
+        return _sample_levels_on_device(image, matrices, levels, possible, padding, s)
     used = levels.unique().tolist()
     if len(used) == 1:
         return _sample_level(image, matrices, used[0], padding, s)
     out = image.new_zeros(config.cutouts, 3, s, s)
     for level in used:
-        idx = (levels == level).nonzero().squeeze(1).to(image.device)
+        idx = (levels == level).nonzero().squeeze(1)
         out = out.index_copy(0, idx, _sample_level(image, matrices[idx], level, padding, s))
+    return out
+
+
+def _sample_levels_on_device(
+    image: Tensor, matrices: Tensor, levels: Tensor, possible: range, padding: PaddingMode, s: int
+) -> Tensor:
+    """Every cutout sampled on each level of ``possible``, kept where ``levels`` (N,) says: (N, 3, S, S)."""
+    levels = levels.clamp(possible[0], possible[-1])  # a no-op: the range covers every drawn level
+    out: Tensor | None = None
+    for level in possible:
+        sampled = _sample_level(image, matrices, level, padding, s)
+        out = sampled if out is None else torch.where((levels == level).view(-1, 1, 1, 1), sampled, out)
+    assert out is not None
     return out
 
 
@@ -244,8 +270,30 @@ def _levels(draws: _Draws, config: CutoutConfig, image_size: torch.Size) -> Tens
     # The jitter is a similarity (flip, rotation, uniform scale): its scale is the RMS of the 2x2 part.
     scale = draws.jitter[:, :2, :2].square().sum(dim=(1, 2)).div(2).sqrt()  # (N,)
     step = draws.sizes * scale / config.cut_size  # (N,)
-    top = max(0, int(math.log2(max(min(image_size) / _MIN_LEVEL_SIZE, 1))))
-    return torch.log2(step).round().clamp(0, top).long()
+    return torch.log2(step).round().clamp(0, _top_level(image_size)).long()
+
+
+def _top_level(image_size: torch.Size) -> int:
+    """The coarsest pyramid level built for an image of ``image_size`` (H, W)."""
+    return max(0, int(math.log2(max(min(image_size) / _MIN_LEVEL_SIZE, 1))))
+
+
+def _level_range(config: CutoutConfig, image_size: torch.Size) -> range:
+    """Every pyramid level :func:`_levels` can give for ``config`` on an image of ``image_size``.
+
+    From the sampler's bounds, without looking at any draw: crop sides lie in
+    ``[short · min(cut_size / short, 1) ** cut_pow, short]`` and the jitter's scale in
+    ``1 ± _MAX_SCALE_DELTA`` (exactly 1 without augmentation); a small margin covers float32 rounding.
+    """
+    short = min(image_size)
+    smallest = short * min(config.cut_size / short, 1.0) ** config.cut_pow
+    delta = _MAX_SCALE_DELTA if config.augment else 0.0
+    low = smallest * (1 - delta) * (1 - 1e-4) / config.cut_size
+    high = short * (1 + delta) * (1 + 1e-4) / config.cut_size
+    top = _top_level(image_size)
+    first = min(max(round(math.log2(low)), 0), top)
+    last = min(max(round(math.log2(high)), 0), top)
+    return range(first, last + 1)
 
 
 def _noise(shape: torch.Size, noise: float, generator: torch.Generator) -> Tensor:

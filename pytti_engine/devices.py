@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 import torch
 
@@ -65,3 +66,26 @@ def make_generator(
     gen = torch.Generator(device=device or torch.device("cpu"))
     gen.manual_seed(frame_seed(seed, frame, salt))
     return gen
+
+
+def device_constant(
+    values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """A small 1-D tensor of Python numbers made on ``device`` without a copy from host memory.
+
+    ``torch.tensor(values, device=cuda)`` copies from pageable host memory, and such a copy waits for
+    the CUDA stream (a host sync); here each element is filled by a kernel instead, so the optimizer
+    step never stalls on a constant. The same on every device (the values are exact).
+
+    Args:
+        values: a handful of numbers (each costs one kernel launch off the CPU).
+        device: where the tensor lives.
+        dtype: its dtype.
+
+    Returns:
+        :math:`(len(values),)` tensor.
+    """
+    out = torch.empty(len(values), dtype=dtype, device=device)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out

@@ -111,21 +111,31 @@ def gated_loss(
         ShapeError: on mismatched shapes.
     """
     check_shape(distance, "N")
-    w = torch.as_tensor(weight, device=distance.device, dtype=distance.dtype)
-    if w.dim() > 0:
-        check_shape(w, "N")
-        if w.shape[0] != distance.shape[0]:
-            raise ShapeError(f"expected {distance.shape[0]} per-item weights, got {w.shape[0]}")
-    sign = torch.sign(w)
+    # A float weight stays a Python number (a kernel argument): a tensor made from it on a GPU would be
+    # a copy from host memory, and that waits for the device.
+    w: float | Tensor
+    if isinstance(weight, Tensor):
+        w = weight.to(device=distance.device, dtype=distance.dtype)
+        if w.dim() > 0:
+            check_shape(w, "N")
+            if w.shape[0] != distance.shape[0]:
+                raise ShapeError(f"expected {distance.shape[0]} per-item weights, got {w.shape[0]}")
+        sign: float | Tensor = torch.sign(w)
+        magnitude: float | Tensor = w.abs()
+        negative_part: float | Tensor = torch.sign(w).clamp(max=0)
+    else:
+        w = float(weight)
+        sign = float(w > 0) - float(w < 0)
+        magnitude, negative_part = abs(w), min(sign, 0.0)
     signed = distance * sign  # (N,)
     if stop is None and mask_stop is None:
-        return (w.abs() * signed).mean()
+        return (magnitude * signed).mean()
     threshold = torch.full_like(signed, -math.inf if stop is None else stop)
     if mask_stop is not None:
         check_shape(mask_stop, "N")
-        threshold = torch.maximum(threshold, mask_stop.to(signed) + sign.clamp(max=0))
+        threshold = torch.maximum(threshold, mask_stop.to(signed) + negative_part)
     gated = torch.where(signed >= threshold, signed, signed.detach())  # no gradient below the stop
-    return (w.abs() * replace_grad(signed, gated)).mean()
+    return (magnitude * replace_grad(signed, gated)).mean()
 
 
 def prompt_loss(

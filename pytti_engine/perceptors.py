@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import logging
 import os
@@ -97,6 +98,16 @@ class Perceptor:
     std: tuple[float, float, float]
     tokenizer: Callable[..., torch.Tensor] = field(repr=False)
 
+    @functools.cached_property
+    def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, 3, 1, 1) ``mean`` and ``std`` as float32 tensors on the model's device, made once (a tensor
+        made from Python numbers on a GPU is a copy from host memory, which waits for the device)."""
+        device = self.device
+        return (
+            torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1).to(device),
+            torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1).to(device),
+        )
+
     @property
     def device(self) -> torch.device:
         """The device the model's parameters live on."""
@@ -132,8 +143,7 @@ class Perceptor:
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (size, size):
             raise ShapeError(f"encode_image expected (B, 3, {size}, {size}), got {tuple(images.shape)}")
         dtype = next(self.model.parameters()).dtype
-        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        mean, std = (t.to(images) for t in self._normalization)
         normalized = ((images - mean) / std).to(dtype)
         return F.normalize(self.model.encode_image(normalized), dim=-1)  # type: ignore[operator]
 

@@ -8,8 +8,14 @@
 3. run ``steps_per_frame`` optimizer steps (frame 1: ``pre_animation_steps`` more first) against the
    frame's prompts (each step with the prompts' weights and stops at its own time,
    ``PromptLike.weight_at(step)``), with randomness drawn from a
-   generator seeded by (seed, frame) so a resumed render repeats itself exactly;
+   generator on the render device seeded by (seed, frame, ``"steps"``) so a resumed render repeats
+   itself exactly;
 4. return the new state, the output image (the EMA when enabled) and the last loss.
+
+No host sync per step: the loss stays on the device and is read (one transfer) only every
+:func:`check_interval` steps and at the frame's last step; that read also checks that every step since
+the previous read had a finite loss (a NaN or inf fails the frame, naming it and the step range).
+Progress events go out at those reads only. On the CPU the interval is 1 (a read costs nothing there).
 
 One step (:func:`optimize_step`): decode the image model once; for each of
 ``gradient_accumulation_steps`` micro-batches, every perceptor draws its own cutouts of the decoded
@@ -24,6 +30,7 @@ Progress goes out through ``on_step(StepEvent)``; nothing here logs to a UI or w
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,6 +56,9 @@ from pytti_engine.types import BorderMode, PaddingMode, SamplingMode
 
 if TYPE_CHECKING:
     from pytti_engine.image_params.vqgan import VQGANModel
+
+GPU_CHECK_EVERY = 10
+"""Optimizer steps between host reads of the loss (finiteness check, progress events) on a GPU."""
 
 VQGAN_EMA_DECAY = 0.99
 """PyTTI's EMA decay of the VQGAN latent (``ema_val``), used when a vqgan scene leaves ``ema_decay`` unset."""
@@ -249,7 +259,7 @@ def _vqgan_name(scene: Any) -> str | None:
 
 @dataclass(frozen=True)
 class StepEvent:
-    """One optimizer step finished."""
+    """An optimizer step whose loss was read (every :func:`check_interval` steps and the frame's last)."""
 
     frame: int
     step: int  # 1-based within the frame
@@ -273,6 +283,23 @@ class RenderContext:
     device: torch.device
     motion: MotionRuntime | None = None  # depth model / source video / stabilization (pytti_engine.motion)
     vqgan: VQGANModel | None = None  # the loaded VQGAN of an image_model: vqgan scene
+    check_every: int | None = None  # steps between loss reads; None: 1 on the CPU, GPU_CHECK_EVERY elsewhere
+
+
+def check_interval(ctx: RenderContext) -> int:
+    """Steps between host reads of the loss: ``ctx.check_every``, else 1 on the CPU and
+    :data:`GPU_CHECK_EVERY` on other devices (where each read makes the host wait for the device)."""
+    if ctx.check_every is not None:
+        if ctx.check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {ctx.check_every}")
+        return ctx.check_every
+    return 1 if ctx.device.type == "cpu" else GPU_CHECK_EVERY
+
+
+def step_generator(ctx: RenderContext, frame_index: int) -> torch.Generator:
+    """The generator of a frame's per-step randomness (cutouts, augmentation, noise): on the render
+    device, seeded by (seed, frame, ``"steps"``), so no random number is made on the host and copied."""
+    return make_generator(ctx.settings.seed, frame_index, "steps", device=ctx.device)
 
 
 @dataclass(frozen=True)
@@ -332,7 +359,8 @@ def _prompt_term(
 
     ``weight`` and ``stop`` are the step's values; ``frame`` (1-based) picks a video mask's frame.
     """
-    mask, mask_stop, w = prompt.mask, None, torch.as_tensor(weight)
+    mask, mask_stop = prompt.mask, None
+    w: float | Tensor = weight
     if mask is not None:
         if mask.kind == "position":
             mask_stop = position_mask_stop(mask.value, cuts.offsets, cuts.sizes, mask.cutoff)
@@ -484,14 +512,17 @@ def optimize_step(
     gen: torch.Generator,
     step: int = 1,
     terms: dict[str, Tensor] | None = None,
-) -> float:
+) -> Tensor:
     """One optimizer step in place (see the module docstring); returns the step's total loss.
 
     ``step`` (1-based, within the frame) selects the prompts' per-step weights and stops; ``terms``,
     when given, receives each named loss term (detached).
 
+    Returns:
+        The loss as a detached 0-dim tensor on the device; it is not read here (reading it waits for
+        the device), so a non-finite loss is the caller's to check (:func:`optimize_frame` does).
+
     Raises:
-        PyttiError: the loss is not finite.
         OutOfMemoryError: the device ran out of memory.
     """
     try:
@@ -523,7 +554,7 @@ def _optimize_step(
     gen: torch.Generator,
     step: int,
     terms: dict[str, Tensor] | None,
-) -> float:
+) -> Tensor:
     image = state.image
     state.optimizer.zero_grad(set_to_none=True)
     decoded = image.decode()
@@ -551,15 +582,13 @@ def _optimize_step(
         if extra.requires_grad:
             outputs.append(extra)
             grads.append(None)
-    if not torch.isfinite(value):
-        raise PyttiError(f"frame {frame.index}: the loss is {value.item()} (not finite)")
     if outputs:
         torch.autograd.backward(outputs, grads)
     state.optimizer.step()
     image.project_()
     image.update_average_()
     state.step += 1
-    return float(value)
+    return value
 
 
 def optimize_frame(
@@ -571,17 +600,34 @@ def optimize_frame(
     they come before the first camera move). The prompts see the pre-animation steps as steps
     ``1 - pre_animation_steps .. 0`` of the frame, so a weight or stop that reads ``t`` is evaluated at
     ``t < 0`` there, as in PyTTI. Step events count the frame's steps from 1 either way.
+
+    The loss is read from the device only every :func:`check_interval` steps and at the last step; each
+    read checks the steps since the previous one and ``on_step`` is called then (with the named terms of
+    that step). The frame's step generator (:func:`step_generator`) is kept in ``state.step_generator``.
+
+    Raises:
+        PyttiError: a step's loss is not finite (the message names the frame and the steps checked).
+        OutOfMemoryError: the device ran out of memory.
     """
     s = ctx.settings
     steps = s.steps_of(frame.index) if _has_losses(frame, ctx) else 0
     pre = s.steps_of(frame.index) - s.steps_per_frame
-    gen = make_generator(s.seed, frame.index, "steps")
+    gen = step_generator(ctx, frame.index)
+    state.step_generator = gen
+    every = check_interval(ctx)
     loss_value = float("nan")
+    window: Tensor | None = None  # sum of the losses since the last read: not finite iff one of them was
+    first = 1
     for n in range(1, steps + 1):
-        terms: dict[str, Tensor] | None = {} if on_step is not None else None
-        loss_value = optimize_step(state, frame, ctx, gen, n - pre, terms)
+        read = n % every == 0 or n == steps
+        terms: dict[str, Tensor] | None = {} if on_step is not None and read else None
+        value = optimize_step(state, frame, ctx, gen, n - pre, terms)
+        window = value if window is None else window + value
+        if not read:
+            continue
+        loss_value, losses = _read_loss(value, window, terms or {}, frame.index, (first, n))
+        window, first = None, n + 1
         if on_step is not None:
-            losses = {name: float(value) for name, value in (terms or {}).items()}
             lr = float(state.optimizer.param_groups[0]["lr"])
             on_step(
                 StepEvent(
@@ -589,6 +635,37 @@ def optimize_frame(
                 )
             )
     return loss_value
+
+
+def _read_loss(
+    value: Tensor, window: Tensor, terms: Mapping[str, Tensor], frame: int, steps: tuple[int, int]
+) -> tuple[float, dict[str, float]]:
+    """Read a step's loss, its named terms and the window's sum in one transfer; fail on a non-finite sum.
+
+    Args:
+        value: the step's loss (0-dim).
+        window: the sum of the losses of steps ``steps[0]..steps[1]`` (0-dim).
+        terms: the step's named terms (0-dim each).
+        frame: the frame index (for the message).
+        steps: the first and last step (1-based) of the window.
+
+    Returns:
+        The loss and the terms as floats.
+
+    Raises:
+        PyttiError: the window had a NaN or infinite loss.
+    """
+    names = list(terms)
+    numbers = torch.stack([value.float(), window.float(), *(terms[n].float() for n in names)]).tolist()
+    loss, total = numbers[0], numbers[1]
+    if not math.isfinite(total):
+        first, last = steps
+        where = f"step {last}" if first == last else f"one of steps {first}..{last}"
+        raise PyttiError(
+            f"frame {frame}: the loss is not finite in {where} (the loss at step {last} is {loss}); "
+            "lower learning_rate or check the prompts' weights"
+        )
+    return loss, dict(zip(names, numbers[2:], strict=True))
 
 
 def _has_losses(frame: FrameLike, ctx: RenderContext) -> bool:

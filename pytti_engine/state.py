@@ -23,6 +23,9 @@ class RenderState:
         frame: the last completed frame (0 before the first).
         depth_scale: 3D: the render's disparity-to-depth map ``(gain, offset)``
             (:class:`pytti_engine.depth.DepthScale`), fixed by the first depth estimate; ``None`` before.
+        step_generator: the last frame's per-step generator, on the render device, as that frame left
+            it (saved in the checkpoint; each frame starts its own, seeded by (seed, frame), so resuming
+            does not depend on it); ``None`` before the first optimized frame.
     """
 
     image: ImageParam
@@ -30,6 +33,7 @@ class RenderState:
     step: int = 0
     frame: int = 0
     depth_scale: tuple[float, float] | None = None
+    step_generator: torch.Generator | None = None
 
 
 def make_optimizer(image: ImageParam, learning_rate: float) -> torch.optim.Adam:
