@@ -8,13 +8,13 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 SCENE = """\
-width: 128
-height: 128
+width: {size}
+height: {size}
 fps: 12
 seed: 1
 steps_per_frame: {steps}
 perceptors: [{{model: "local-dir:{model}"}}]
-cutouts: 16
+cutouts: {cutouts}
 animation: 2d
 translate_x: 1
 zoom: 1.01
@@ -24,10 +24,14 @@ scenes:
 """
 
 
-def write_bench_scene(root: Path, *, steps: int, frames: int) -> Path:
-    """A stand-in perceptor under ``root`` and a scene using it; returns the scene file."""
+def write_bench_scene(
+    root: Path, *, steps: int, frames: int, size: int = 128, cutouts: int = 16, model: Path | None = None
+) -> Path:
+    """A scene guided by the local-dir perceptor ``model`` (default: a stand-in written under ``root``);
+    returns the scene file."""
     from pytti_engine.perceptors import write_stand_in
 
     scene = root / "bench.yaml"
-    scene.write_text(SCENE.format(steps=steps, frames=frames, model=write_stand_in(root / "clip")))
+    model = model or write_stand_in(root / "clip")
+    scene.write_text(SCENE.format(steps=steps, frames=frames, size=size, cutouts=cutouts, model=model))
     return scene

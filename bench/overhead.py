@@ -21,7 +21,7 @@ from pathlib import Path
 from common import write_bench_scene
 
 
-def engine_run(scene_path: Path, out: Path) -> float:
+def engine_run(scene_path: Path, out: Path, device: str = "cpu") -> float:
     """The bare engine loop with the same per-frame writes and the same encode."""
     import torch
 
@@ -35,7 +35,7 @@ def engine_run(scene_path: Path, out: Path) -> float:
     scene = load_scene(scene_path)
     plan = build_plan(scene)
     keys = plan_keys(scene, plan)
-    ctx = build_context(scene, plan, torch.device("cpu"))
+    ctx = build_context(scene, plan, torch.device(device))
     paths = RunPaths(out)
     render_frames(
         plan.frames, ctx, on_frame=lambda r: write_frame(paths, r, r.state.frame, keys[r.state.frame - 1])
@@ -45,7 +45,7 @@ def engine_run(scene_path: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def flow_run(scene_path: Path, out: Path) -> float:
+def flow_run(scene_path: Path, out: Path, device: str = "cpu") -> float:
     """The Prefect flow, with per-process model caches cleared so it loads what the engine side loads."""
     from flows.render_scene import RenderParams, render_scene
     from tasks import resident
@@ -54,7 +54,7 @@ def flow_run(scene_path: Path, out: Path) -> float:
     resident._context.cache_clear()
     resident._job.cache_clear()
     start = time.perf_counter()
-    render_scene(RenderParams(scene_path=str(scene_path), out_dir=str(out), device="cpu"))
+    render_scene(RenderParams(scene_path=str(scene_path), out_dir=str(out), device=device))
     return time.perf_counter() - start
 
 

@@ -153,8 +153,9 @@ def bare_decode_fn(vqgan: Any, state: Any) -> Callable[[], None]:
     return step
 
 
-def bare_step_fn(perceptor: Any, ctx: Any, state: Any) -> Callable[[], None]:
-    """A bare open_clip forward+backward on a ready, normalized batch of the engine's cutouts."""
+def bare_step_fn(perceptor: Any, ctx: Any, state: Any, *, channels_last: bool = False) -> Callable[[], None]:
+    """A bare open_clip forward+backward on a ready, normalized batch of the engine's cutouts (in
+    channels-last memory order when asked)."""
     from pytti_engine.cutouts import sample_cutouts
     from pytti_engine.devices import make_generator
 
@@ -163,7 +164,8 @@ def bare_step_fn(perceptor: Any, ctx: Any, state: Any) -> Callable[[], None]:
         cuts = sample_cutouts(state.image.decode(), ctx.settings.cutout_config(224), gen).images
         mean = torch.tensor(perceptor.mean, device=cuts.device).view(1, 3, 1, 1)
         std = torch.tensor(perceptor.std, device=cuts.device).view(1, 3, 1, 1)
-        batch = ((cuts - mean) / std).contiguous()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        batch = ((cuts - mean) / std).contiguous(memory_format=layout)
     x = batch.clone().requires_grad_(True)
     text = ctx.targets.embeds[0]
 
