@@ -20,8 +20,8 @@ from pytti_engine.rundir import RunLock, RunPaths, remove_stale_temp_files
 from tasks.audio import prepare_media_task
 from tasks.precompute import flow_chunks, source_flows_task
 from tasks.publish import (
+    ProgressPublisher,
     figure,
-    frame_done_update,
     publish_plan_curves,
     publish_summary,
     start_progress,
@@ -29,7 +29,7 @@ from tasks.publish import (
 )
 from tasks.records import FrameRecord, RenderSummary, RunRef
 from tasks.render import render_frame_task, results_dir
-from tasks.resident import job_for
+from tasks.resident import handing_over_states, job_for
 from tasks.scene import prepare_run
 from tasks.video import assemble_video_task
 
@@ -73,13 +73,15 @@ def render_scene(params: RenderParams) -> RenderSummary:
         progress = start_progress(run)  # the latest-frame view: the newest card, listed first
         every = max(1, run.frame_count // 8)
         prev = None
-        for index in range(1, run.frame_count + 1):
-            state = frame_task(run, index, prev, return_state=True)
-            prev = state.result()  # raises the frame's error: the flow fails at this frame
-            if state.name == "Cached" and not prev.skipped:
-                prev = prev.model_copy(update={"skipped": True})
-            records.append(prev)
-            frame_done_update(run, progress, prev, every)
+        # the progress bar and the latest-frame view are sent from a thread: no frame waits for the API
+        with ProgressPublisher(run, progress, every) as publisher, handing_over_states(run):
+            for index in range(1, run.frame_count + 1):
+                state = frame_task(run, index, prev, return_state=True)
+                prev = state.result()  # raises the frame's error: the flow fails at this frame
+                if state.name == "Cached" and not prev.skipped:
+                    prev = prev.model_copy(update={"skipped": True})
+                records.append(prev)
+                publisher.frame_done(prev)
         metadata = write_manifest_task(run)
         video = assemble_video_task(run, metadata=metadata)
     publish_summary(run, records, video, plan_rows(run))

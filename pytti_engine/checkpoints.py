@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,7 @@ def load_checkpoint(
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild image model {p.get('image_kind')!r}: {e}") from e
     optimizer = make_optimizer(image, learning_rate)
-    optimizer.load_state_dict(p["optimizer"])
+    optimizer.load_state_dict(_interned_keys(p["optimizer"]))
     for group in optimizer.param_groups:
         group["lr"] = learning_rate
     meta = CheckpointMeta(
@@ -142,3 +143,17 @@ def restore_generator(record: Any, device: torch.device) -> torch.Generator | No
     generator = torch.Generator(device=device)
     generator.set_state(record["state"])
     return generator
+
+
+def _interned_keys(value: Any) -> Any:
+    """``value`` with every string dict key interned, as an optimizer built in memory has them.
+
+    ``torch.save`` pickles a string that occurs twice as a back-reference only when it is the *same*
+    object (``"step"`` is both a payload key and an Adam state key): without this, a state restored
+    from a checkpoint would save to other bytes than the same state kept in memory.
+    """
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _interned_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned_keys(v) for v in value]
+    return value

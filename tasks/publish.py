@@ -7,11 +7,15 @@ update.
 """
 
 import base64
+import contextvars
 import hashlib
 import io
 import json
+import math
 import socket
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
@@ -29,7 +33,7 @@ from pytti_engine.io import atomic_write_bytes, atomic_write_text
 from pytti_engine.manifest import build_manifest, manifest_metadata
 from tasks.records import FrameRecord, RunRef
 from tasks.resident import job_for
-from tasks.tolerant import best_effort
+from tasks.tolerant import best_effort, run_logger
 
 LATEST_PX = 384
 """The latest frame is shown at most this big (small frames are enlarged, pixels kept sharp)."""
@@ -98,25 +102,168 @@ def start_progress(run: RunRef) -> ProgressRef:
     return ProgressRef(str(progress), str(latest))
 
 
-@best_effort("latest-frame artifact")
-def frame_done_update(run: RunRef, progress: ProgressRef | None, record: FrameRecord, every: int) -> None:
-    """Advance the progress bar; every ``every`` frames (and at the last) update the latest-frame view."""
-    if progress is None:  # the progress artifacts could not be created: nothing to update
-        return
+PROGRESS_INTERVAL_S = 0.5
+"""The progress bar is updated at most this often (the last frame is always shown)."""
+VIEW_INTERVAL_S = 5.0
+"""The latest-frame view (a contact sheet, a few hundred ms of work) is rebuilt at most this often."""
+
+
+class Due(NamedTuple):
+    """What a :class:`ProgressPublisher` sends now, and how long it may sleep before checking again."""
+
+    progress: bool
+    view: bool
+    wait_s: float | None
+    """Seconds until a held-back update is due; ``None``: nothing is held back."""
+
+
+def due_updates(
+    shown: int,
+    newest: int,
+    frames: int,
+    view_wanted: bool,
+    since_progress_s: float,
+    since_view_s: float,
+    *,
+    closing: bool = False,
+    progress_interval_s: float = PROGRESS_INTERVAL_S,
+    view_interval_s: float = VIEW_INTERVAL_S,
+) -> Due:
+    """Which updates are due: the progress bar when a newer frame than ``shown`` is done and
+    ``progress_interval_s`` have passed, the latest-frame view when wanted and ``view_interval_s``
+    have passed. The last frame, and anything pending when ``closing``, is due at once.
+
+    Args:
+        shown: the frame the progress bar shows (0: none yet).
+        newest: the newest finished frame (0: none yet).
+        frames: the render's frame count.
+        view_wanted: a frame asked for the latest-frame view since it was last rebuilt.
+        since_progress_s, since_view_s: seconds since the bar / the view was last sent.
+    """
+    now = closing or newest == frames
+    waits: list[float] = []
+    progress = newest > shown and (now or since_progress_s >= progress_interval_s)
+    if newest > shown and not progress:
+        waits.append(progress_interval_s - since_progress_s)
+    view = view_wanted and newest > 0 and (now or since_view_s >= view_interval_s)
+    if view_wanted and newest > 0 and not view:
+        waits.append(view_interval_s - since_view_s)
+    return Due(progress, view, max(0.0, min(waits)) if waits else None)
+
+
+class ProgressPublisher:
+    """Shows finished frames in the progress bar and the latest-frame view from a background thread,
+    so the frame chain never waits for the Prefect API (an update is a round trip to the server, and
+    the view builds a contact sheet).
+
+    The newest frame wins: frames finished while an update is on its way, or within
+    :data:`PROGRESS_INTERVAL_S` of the last one, are shown together by the next update. The view is
+    rebuilt when a frame asks for it (every ``every`` frames) and :data:`VIEW_INTERVAL_S` have
+    passed. Leaving the ``with`` block sends what is pending (the last frame shown) and waits for the
+    thread. Publishing is best-effort: a failure is one warning, never the render's.
+
+    Example::
+
+        with ProgressPublisher(run, start_progress(run), every=max(1, n // 8)) as publisher:
+            for index in ...:
+                publisher.frame_done(record)
+    """
+
+    def __init__(
+        self,
+        run: RunRef,
+        ref: ProgressRef | None,
+        every: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        join_timeout_s: float = 120.0,
+    ) -> None:
+        self.run, self.ref, self.every = run, ref, max(1, every)
+        self._clock, self._join_timeout_s = clock, join_timeout_s
+        self._cond = threading.Condition()
+        self._newest: FrameRecord | None = None
+        self._view_wanted = False
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "ProgressPublisher":
+        if self.ref is not None:  # the artifacts could not be created: nothing to update
+            context = contextvars.copy_context()  # the flow run's settings (API URL) and logger
+            self._thread = threading.Thread(
+                target=context.run, args=(self._loop,), name="pytti-progress", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def frame_done(self, record: FrameRecord) -> None:
+        """Queue frame ``record`` for the progress bar (and the view, every ``every`` frames)."""
+        with self._cond:
+            self._newest = record
+            self._view_wanted |= record.index % self.every == 0 or record.index == self.run.frame_count
+            self._cond.notify()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(self._join_timeout_s)
+            if self._thread.is_alive():
+                run_logger().warning("the progress artifacts did not finish updating; the render goes on")
+
+    def _loop(self) -> None:
+        assert self.ref is not None
+        shown, progress_at, view_at = 0, -math.inf, -math.inf
+        while True:
+            with self._cond:
+                while True:
+                    newest = self._newest
+                    now = self._clock()
+                    due = due_updates(
+                        shown,
+                        newest.index if newest else 0,
+                        self.run.frame_count,
+                        self._view_wanted,
+                        now - progress_at,
+                        now - view_at,
+                        closing=self._closing,
+                    )
+                    if due.progress or due.view:
+                        self._view_wanted &= not due.view
+                        break
+                    if self._closing:
+                        return
+                    self._cond.wait(due.wait_s)
+            assert newest is not None
+            if due.progress:
+                publish_progress(self.run, self.ref, newest)
+                shown, progress_at = newest.index, self._clock()
+            if due.view:
+                publish_latest_view(self.run, self.ref, newest)
+                view_at = self._clock()
+
+
+@best_effort("progress artifact")
+def publish_progress(run: RunRef, ref: ProgressRef, record: FrameRecord) -> None:
+    """Move the progress bar to frame ``record.index`` of the run."""
     k, n = record.index, run.frame_count
-    title = run_title(run)
-    status = f"frame {k}/{n} ({100 * k / n:.0f} %)"
-    update_progress_artifact(UUID(progress.progress), 100.0 * k / n, description=f"{title}: {status}")
-    if k % every and k != n:
-        return
+    description = f"{run_title(run)}: frame {k}/{n} ({100 * k / n:.0f} %)"
+    update_progress_artifact(UUID(ref.progress), 100.0 * k / n, description=description)
+
+
+@best_effort("latest-frame artifact")
+def publish_latest_view(run: RunRef, ref: ProgressRef, record: FrameRecord) -> None:
+    """Show frame ``record`` (and the contact sheet up to it) in the latest-frame view."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactUpdate
 
+    k, n = record.index, run.frame_count
+    title = run_title(run)
     markdown = latest_markdown(run, record, title)
     with get_client(sync_client=True) as client:
         client.update_artifact(
-            UUID(progress.latest),
-            ArtifactUpdate(data=markdown, description=f"{title}: latest {status}"),
+            UUID(ref.latest),
+            ArtifactUpdate(data=markdown, description=f"{title}: latest frame {k}/{n} ({100 * k / n:.0f} %)"),
         )
 
 

@@ -18,6 +18,7 @@ from pytti_engine.checkpoints import load_checkpoint
 from pytti_engine.manifest import models_record, write_models_record
 from pytti_engine.render import RenderContext, StepEvent, render_frame
 from pytti_engine.rundir import (
+    FrameRecordData,
     Retention,
     frame_done,
     newest_good_checkpoint,
@@ -28,7 +29,7 @@ from pytti_engine.rundir import (
 )
 from pytti_engine.state import RenderState
 from tasks.records import FrameRecord, RunRef
-from tasks.resident import Job, context_for, job_for, metrics_for
+from tasks.resident import HeldState, Job, StateSlot, context_for, job_for, metrics_for, state_slot
 
 PROGRESS_LOGGER = "pytti.progress"
 
@@ -57,12 +58,19 @@ def results_dir(run: RunRef) -> Path:
 
 
 def _restore_state(
-    job: Job, ctx: RenderContext, index: int, logger: logging.Logger | Any
+    job: Job, ctx: RenderContext, index: int, logger: logging.Logger | Any, slot: StateSlot
 ) -> RenderState | None:
-    """The state after frame ``index - 1``: its checkpoint, or rebuilt from the newest good one before it."""
+    """The state after frame ``index - 1``: the one the previous frame's task handed over in memory
+    when frame ``index - 1``'s record still names the checkpoint it wrote; else its checkpoint, or
+    rebuilt from the newest good one before it."""
     if index == 1:
         return None
     paths, keys = job.paths, job.keys
+    held = slot.take(index - 1, keys[index - 2])
+    if held is not None:
+        record = read_record(paths, index - 1)
+        if record is not None and record.checkpoint_sha256 == held.checkpoint_sha256:
+            return held.state
     good = newest_good_checkpoint(paths, index, keys)
     state = None
     if good is not None:
@@ -86,9 +94,12 @@ def _restore_state(
     return state
 
 
-def _record(run: RunRef, index: int, key: str, *, skipped: bool) -> FrameRecord:
+def _record(
+    run: RunRef, index: int, key: str, *, skipped: bool, data: FrameRecordData | None = None
+) -> FrameRecord:
+    """Frame ``index``'s record for the flow, from ``data`` or else from ``records/N.json``."""
     paths = job_for(run).paths
-    data = read_record(paths, index)
+    data = data or read_record(paths, index)
     assert data is not None
     return FrameRecord(
         index=index,
@@ -133,7 +144,8 @@ def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) 
         return _record(run, index, key, skipped=True)
     ctx = context_for(run)
     write_models_record(job.paths, models_record(ctx.perceptors, run.device, ctx.vqgan))
-    state = _restore_state(job, ctx, index, logger)
+    slot = state_slot(run)
+    state = _restore_state(job, ctx, index, logger, slot)
     progress = logging.getLogger(PROGRESS_LOGGER)
     metrics = metrics_for(run)  # None unless the scene says tensorboard: true
 
@@ -150,11 +162,12 @@ def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         raise
-    write_frame(job.paths, result, index, key, attempts=max(1, attempts))
+    written = write_frame(job.paths, result, index, key, attempts=max(1, attempts))
+    slot.put(HeldState(index, key, written.checkpoint_sha256, result.state))
     if metrics is not None:
         metrics.on_frame(index, result.seconds, result.image, result.loss)  # flushes to disk
     prune_checkpoints(job.paths, Retention.parse(job.scene.keep_checkpoints), index)
     logger.info(
         "frame %d/%d rendered in %.2f s (loss %.4f)", index, run.frame_count, result.seconds, result.loss
     )
-    return _record(run, index, key, skipped=False)
+    return _record(run, index, key, skipped=False, data=written)

@@ -1,5 +1,8 @@
 """Scenes and models kept resident per process, so they load once per render, not once per frame."""
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +17,7 @@ from pytti_engine.perceptors import Perceptor, load_perceptor
 from pytti_engine.render import RenderContext
 from pytti_engine.rundir import RunPaths, fork_base_keys
 from pytti_engine.scene import Plan, Scene, build_plan, load_scene
+from pytti_engine.state import RenderState
 from pytti_engine.vqgan_files import VQGANFiles
 from tasks.records import RunRef
 
@@ -108,3 +112,66 @@ def _metrics(
 def metrics_for(run: RunRef) -> MetricsWriter | None:
     """The run's TensorBoard writer, one per process and run (``None`` unless ``tensorboard: true``)."""
     return _metrics(run.scene_path, run.overrides, run.scene_sha256, run.inputs_sha256, run.run_dir)
+
+
+@dataclass(frozen=True)
+class HeldState:
+    """The state after frame ``index`` (key ``key``), as its checkpoint with ``checkpoint_sha256`` holds it."""
+
+    index: int
+    key: str
+    checkpoint_sha256: str
+    state: RenderState
+
+
+class StateSlot:
+    """Hands the state a frame task ends with to the next frame's task in the same process, so the
+    next frame does not read back (and hash) the checkpoint just written.
+
+    It holds one state at most, and only while a render has it open (:func:`handing_over_states`):
+    a frame task called on its own keeps nothing. :meth:`take` empties it: a frame that fails
+    half-way has changed that state, so its retry reads the checkpoint from disk.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: HeldState | None = None
+        self._open = False
+
+    def put(self, held: HeldState) -> None:
+        """Hold ``held`` (replacing what was held) while the slot is open."""
+        with self._lock:
+            self._held = held if self._open else None
+
+    def take(self, index: int, key: str) -> HeldState | None:
+        """The held state if it is the one after frame ``index`` with key ``key``; empties the slot."""
+        with self._lock:
+            held, self._held = self._held, None
+        return held if held is not None and (held.index, held.key) == (index, key) else None
+
+    def set_open(self, value: bool) -> None:
+        """Open or close the slot; either way, drop what is held (its tensors are freed)."""
+        with self._lock:
+            self._held, self._open = None, value
+
+
+@lru_cache(maxsize=4)
+def _slot(run_dir: str, scene_sha256: str, inputs_sha256: str, device: str) -> StateSlot:
+    return StateSlot()
+
+
+def state_slot(run: RunRef) -> StateSlot:
+    """The run's :class:`StateSlot` in this process."""
+    return _slot(run.run_dir, run.scene_sha256, run.inputs_sha256, run.device)
+
+
+@contextmanager
+def handing_over_states(run: RunRef) -> Iterator[StateSlot]:
+    """Let the run's frame tasks hand their states over in memory for the duration of the block;
+    the last state is dropped at its end (a worker that renders many runs keeps none of them)."""
+    slot = state_slot(run)
+    slot.set_open(True)
+    try:
+        yield slot
+    finally:
+        slot.set_open(False)

@@ -9,7 +9,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     from prefect.exceptions import MissingContextError
     from prefect.logging import get_run_logger
 
@@ -35,7 +35,7 @@ def best_effort(what: str) -> Callable[[Callable[P, R]], Callable[P, R | None]]:
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - an artifact must never fail the render
-                _logger().warning(
+                run_logger().warning(
                     "could not publish the %s (%s: %s); the render goes on", what, type(e).__name__, e
                 )
                 return None

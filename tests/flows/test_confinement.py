@@ -161,7 +161,7 @@ def test_artifacts_that_cannot_be_written_never_fail_a_render(
     def full(*args: Any, **kwargs: Any) -> None:
         raise DiskFullError("no space left on device writing contact-sheet.png (0 B free there)")
 
-    monkeypatch.setattr(tasks.tolerant, "_logger", Recorder)
+    monkeypatch.setattr(tasks.tolerant, "run_logger", Recorder)
     monkeypatch.setattr(tasks.publish, "atomic_write_bytes", full)  # the contact sheet (latest frame)
     monkeypatch.setattr(tasks.publish, "create_table_artifact", full)  # the summary tables
     monkeypatch.setattr("tasks.plan_chart.plan_chart_png", full)  # the plan chart
