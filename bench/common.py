@@ -25,13 +25,20 @@ scenes:
 
 
 def write_bench_scene(
-    root: Path, *, steps: int, frames: int, size: int = 128, cutouts: int = 16, model: Path | None = None
+    root: Path,
+    *,
+    steps: int,
+    frames: int,
+    size: int = 128,
+    cutouts: int = 16,
+    model: Path | None = None,
+    name: str = "bench",
 ) -> Path:
-    """A scene guided by the local-dir perceptor ``model`` (default: a stand-in written under ``root``);
-    returns the scene file."""
+    """A scene ``<name>.yaml`` guided by the local-dir perceptor ``model`` (default: a stand-in written
+    under ``root``); returns the scene file."""
     from pytti_engine.perceptors import write_stand_in
 
-    scene = root / "bench.yaml"
+    scene = root / f"{name}.yaml"
     model = model or write_stand_in(root / "clip")
     scene.write_text(SCENE.format(steps=steps, frames=frames, size=size, cutouts=cutouts, model=model))
     return scene

@@ -1,14 +1,22 @@
 """Prefect overhead: the same small scene through the bare engine loop and through the flow.
 
-Both sides do the same work per frame (render, write PNG + checkpoint) and assemble the same MP4; the
-flow side additionally reloads each frame's state from the previous checkpoint, as a crash-safe frame
-task must. The Prefect API is started once before timing (a warm-up flow), and its start-up time is
-printed separately. Runs alternate (engine, flow, engine, flow, ...); every repeat's two times are printed, and the
-ratio compares the medians of the two sides.
+Both sides do the same work per frame (render, write PNG + checkpoint + record) and assemble the same
+MP4; the flow side also holds the run lock, runs one Prefect task per frame (state events, a persisted
+result), and publishes the progress / latest-frame / contact-sheet / table / plan artifacts and the
+manifest. The Prefect API is started once before timing (a warm-up flow), and its start-up time is
+printed separately. Two measurements, each alternating engine and flow runs:
 
-    .venv/bin/python bench/overhead.py [--frames 8] [--steps 16] [--repeats 4]
+1. **Per-frame overhead** with tiny frames (32², 1 step of 1 cutout): renders of ``S`` and ``L``
+   frames (``--tiny 6,46``), so that fixed costs (model load, encode, artifacts made once) cancel:
+   ``((flow_L - engine_L) - (flow_S - engine_S)) / (L - S)``, from the medians and from the best
+   (minimum) of each of the four times over the repeats; and the fixed per-render cost beside it.
+2. **Ratio** at realistic small frames (128², ``--steps`` steps of 16 cutouts, about 1 s per frame on
+   a CPU): median flow run ÷ median engine run (→ 1 is the goal).
 
-The last line is ``ratio: X`` = median flow wall time / median engine wall time (→ 1 is the goal).
+    .venv/bin/python bench/overhead.py --threads 1   # [--tiny 6,46] [--tiny-repeats 3] [--frames 8]
+                                                     # [--steps 16] [--repeats 4] [--only tiny|ratio]
+
+The last two lines are ``per-frame overhead: …`` and ``ratio: X``.
 """
 
 import argparse
@@ -16,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import write_bench_scene
@@ -58,36 +67,98 @@ def flow_run(scene_path: Path, out: Path, device: str = "cpu") -> float:
     return time.perf_counter() - start
 
 
+def marginal_ms(
+    times: dict[str, list[float]], small: int, large: int, pick: Callable[[list[float]], float]
+) -> float:
+    """Flow minus engine per extra frame, in ms: ``((fL - eL) - (fS - eS)) / (L - S)``.
+
+    Args:
+        times: wall times in seconds under ``engine-S``, ``flow-S``, ``engine-L``, ``flow-L``.
+        pick: how the repeats of one kind become one figure (``statistics.median``, ``min``).
+    """
+    big = pick(times[f"flow-{large}"]) - pick(times[f"engine-{large}"])
+    few = pick(times[f"flow-{small}"]) - pick(times[f"engine-{small}"])
+    return 1000 * (big - few) / (large - small)
+
+
+def per_frame_overhead(root: Path, small: int, large: int, repeats: int) -> tuple[float, float]:
+    """Run the tiny-frame comparison; print every repeat; return (median, best) ms per frame."""
+    scenes = {
+        n: write_bench_scene(root, steps=1, frames=n, size=32, cutouts=1, name=f"tiny-{n}")
+        for n in (small, large)
+    }
+    times: dict[str, list[float]] = {f"{side}-{n}": [] for side in ("engine", "flow") for n in (small, large)}
+    for k in range(repeats):
+        for n in (small, large):
+            times[f"engine-{n}"].append(engine_run(scenes[n], root / f"tiny-engine-{n}-{k}"))
+            times[f"flow-{n}"].append(flow_run(scenes[n], root / f"tiny-flow-{n}-{k}"))
+        print(
+            f"tiny repeat {k + 1}: "
+            + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in times)
+            + f" -> {marginal_ms({n: [t[-1]] for n, t in times.items()}, small, large, min):.1f} ms/frame"
+        )
+    median, best = (marginal_ms(times, small, large, pick) for pick in (statistics.median, min))
+    fixed = (
+        statistics.median(times[f"flow-{small}"])
+        - statistics.median(times[f"engine-{small}"])
+        - small * median / 1000
+    )
+    engine = (
+        1000
+        * (statistics.median(times[f"engine-{large}"]) - statistics.median(times[f"engine-{small}"]))
+        / (large - small)
+    )
+    print(f"tiny frames: engine {engine:.1f} ms per frame; flow fixed cost per render {fixed:.2f} s (median)")
+    return median, best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--tiny", default="6,46", help="frame counts S,L of the per-frame measurement")
+    parser.add_argument("--tiny-repeats", type=int, default=3)
+    parser.add_argument("--only", choices=("tiny", "ratio"))
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
+    small, large = (int(n) for n in args.tiny.split(","))
 
     import logging
 
+    import torch
     from prefect import flow
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.getLogger("prefect").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="pytti-bench-") as tmp:
         root = Path(tmp)
-        scene = write_bench_scene(root, steps=args.steps, frames=args.frames)
-
         t0 = time.perf_counter()
         flow(name="warm-up")(lambda: None)()
         print(f"prefect API start-up (not counted): {time.perf_counter() - t0:.2f} s")
 
-        engine_times, flow_times = [], []
-        for k in range(args.repeats):
-            engine_times.append(engine_run(scene, root / f"engine-{k}"))
-            flow_times.append(flow_run(scene, root / f"flow-{k}"))
-            print(f"repeat {k + 1}: engine {engine_times[-1]:.2f} s, flow {flow_times[-1]:.2f} s")
-        e, f = statistics.median(engine_times), statistics.median(flow_times)
-        print(
-            f"frames: {args.frames}, engine per frame: {e / args.frames:.2f} s, flow per frame: {f / args.frames:.2f} s"
-        )
-        print(f"ratio: {f / e:.3f}")
+        lines = []
+        if args.only != "ratio":
+            median, best = per_frame_overhead(root, small, large, args.tiny_repeats)
+            lines.append(
+                f"per-frame overhead (flow - engine, {small} vs {large} tiny frames): "
+                f"{median:.1f} ms median, {best:.1f} ms best"
+            )
+        if args.only != "tiny":
+            scene = write_bench_scene(root, steps=args.steps, frames=args.frames)
+            engine_times, flow_times = [], []
+            for k in range(args.repeats):
+                engine_times.append(engine_run(scene, root / f"engine-{k}"))
+                flow_times.append(flow_run(scene, root / f"flow-{k}"))
+                print(f"repeat {k + 1}: engine {engine_times[-1]:.2f} s, flow {flow_times[-1]:.2f} s")
+            e, f = statistics.median(engine_times), statistics.median(flow_times)
+            print(
+                f"frames: {args.frames}, engine per frame: {e / args.frames:.2f} s, "
+                f"flow per frame: {f / args.frames:.2f} s, best ratio {min(flow_times) / min(engine_times):.3f}"
+            )
+            lines.append(f"ratio: {f / e:.3f}")
+        print("\n".join(lines))
     return 0
 
 
