@@ -71,7 +71,7 @@ def main() -> None:
             path.write_text(SCENE.format(steps=steps, model=root / "toy"))
             scene = load_scene(path)
             plan = build_plan(scene)
-            return plan, build_context(scene, plan, torch.device("cpu"), load=lambda m, p, d: toy)
+            return plan, build_context(scene, plan, torch.device("cpu"), load=lambda m, p, d, q: toy)
 
         plan, ctx = context(8)
         start = initial_state(ctx).image.decode_output()

@@ -174,7 +174,7 @@ def _demo_overrides(scene_path: Path) -> tuple[list[str], str | None]:
     scene = load_scene(scene_path)
     try:
         for spec in scene.perceptors:
-            perceptor(spec.model, spec.pretrained, "cpu")
+            perceptor(spec.model, spec.pretrained, "cpu", spec.quick_gelu)
     except ModelLoadError as e:
         if read_toy_report(toy_cache_folder(_cache_root())) is None:
             print("training the toy perceptor (once per machine, about 20 s on a CPU) ...", file=sys.stderr)

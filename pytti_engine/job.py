@@ -32,12 +32,14 @@ from pytti_engine.vqgan_files import VQGANFiles, check_image_model, vqgan_files,
 if TYPE_CHECKING:
     from pytti_engine.image_params.vqgan import VQGANModel
 
-PerceptorLoader = Callable[[str, str | None, torch.device], Perceptor]
+PerceptorLoader = Callable[[str, str | None, torch.device, bool | None], Perceptor]
 VQGANLoader = Callable[[VQGANFiles, torch.device], "VQGANModel"]
 
 
-def _default_loader(model: str, pretrained: str | None, device: torch.device) -> Perceptor:
-    return load_perceptor(model, pretrained, device=device)
+def _default_loader(
+    model: str, pretrained: str | None, device: torch.device, quick_gelu: bool | None
+) -> Perceptor:
+    return load_perceptor(model, pretrained, device=device, quick_gelu=quick_gelu)
 
 
 def _default_vqgan_loader(files: VQGANFiles, device: torch.device) -> VQGANModel:
@@ -62,6 +64,7 @@ def render_fingerprint(scene: Any, sha256: Hasher = file_sha256) -> dict[str, An
                 "weight": p.weight,
                 "identity": weights_identity(p.model, p.pretrained, sha256),
             }
+            | ({} if p.quick_gelu is None else {"quick_gelu": p.quick_gelu})  # unset: keys as before
             for p in scene.perceptors
         ],
     }
@@ -241,7 +244,8 @@ def build_context(
         scene: the validated scene.
         plan: its plan.
         device: where to render.
-        load: ``(model, pretrained, device) -> Perceptor``; the tasks layer passes a per-process cache.
+        load: ``(model, pretrained, device, quick_gelu) -> Perceptor``; the tasks layer passes a
+            per-process cache.
         flow_dir: video mode: where flows precomputed ahead of the chain are (missing ones are computed).
         load_vqgan: ``(files, device) -> VQGANModel`` for a vqgan scene; the tasks layer passes a cache.
 
@@ -251,7 +255,7 @@ def build_context(
     check_renderable(plan)
     files = check_image_model(scene)
     settings = RenderSettings.from_scene(scene)
-    perceptors = tuple(load(p.model, p.pretrained, device) for p in scene.perceptors)
+    perceptors = tuple(load(p.model, p.pretrained, device, p.quick_gelu) for p in scene.perceptors)
     vqgan = None if files is None else load_vqgan(files, device)
     return RenderContext(
         settings=settings,

@@ -66,11 +66,19 @@ def git_revision(path: Path) -> str | None:
 
 def models_record(perceptors: Sequence[Any], device: str, vqgan: Any = None) -> dict[str, Any]:
     """The models a render used: each perceptor's open_clip name and identity (tag, or sha256 of the
-    weight files), and for a vqgan render the VQGAN (name, files, sha256 of the checkpoint, ...)."""
+    weight files), its activation (``quick_gelu`` and why), and for a vqgan render the VQGAN (name,
+    files, sha256 of the checkpoint, ...)."""
     record: dict[str, Any] = {
         "device": device,
         "perceptors": [
-            {"name": p.name, "identity": p.identity, "input_size": p.input_size} for p in perceptors
+            {
+                "name": p.name,
+                "identity": p.identity,
+                "input_size": p.input_size,
+                "quick_gelu": p.quick_gelu,
+                "activation": p.activation,
+            }
+            for p in perceptors
         ],
     }
     if vqgan is not None:

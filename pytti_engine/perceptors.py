@@ -19,9 +19,14 @@ is asked for a download. Otherwise :class:`~pytti_engine.errors.ModelLoadError` 
 missing and how to provide it.
 
 QuickGELU: open_clip builds ``ViT-B-32`` with exact GELU although the ``openai`` weights were
-trained with QuickGELU, and only warns. When a tag's config says ``quick_gelu`` we build with
-``force_quick_gelu=True``. A weights *file* carries no such flag: for OpenAI-trained weights in a
-file, name the ``-quickgelu`` architecture (``ViT-B-32-quickgelu``).
+trained with QuickGELU, and only warns. The activation is chosen (:func:`choose_activation`), in order:
+the perceptor entry's ``quick_gelu: true|false``; a tag's entry in open_clip's registry; a
+``-quickgelu`` architecture; a ``local-dir:`` folder's config when it says ``quick_gelu``; weights
+recognised as a release: a path inside the Hugging Face cache folder of a registry tag's repository
+gets that tag's activation, OpenAI's TorchScript archive or a state dict in OpenAI's layout (with its
+``input_resolution``, ``context_length`` and ``vocab_size`` entries) gets QuickGELU; anything else
+gets the architecture's own activation, with a warning (:attr:`PerceptorCheck.warning`) that says how
+to choose.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import socket
 import threading
 import urllib.parse
 import urllib.request
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -68,7 +75,7 @@ _STAND_IN_WEIGHTS = "open_clip_model.safetensors"
 _HOW_TO_PROVIDE = (
     "To provide them: on a machine with internet access run `pytti models fetch {spec}` (it downloads "
     "into the Hugging Face cache, HF_HOME) and copy that cache here; or point `pretrained:` at a weights "
-    "file (`pretrained: /path/to/file.safetensors`); or use an open_clip folder (`model: local-dir:/path`). "
+    "file (`pretrained: /path/to/file.safetensors`, with `quick_gelu: true` for OpenAI's weights); or use an open_clip folder (`model: local-dir:/path`). "
     "For an offline smoke run without trained weights: `pytti models stand-in DIR`, then "
     "`model: local-dir:DIR`."
 )
@@ -88,6 +95,8 @@ class Perceptor:
         mean: per-channel normalization mean from the model's preprocess config.
         std: per-channel normalization std from the model's preprocess config.
         tokenizer: open_clip's tokenizer for the model (``texts -> (N, context_length)`` token ids).
+        quick_gelu: whether the model was built with QuickGELU (else exact GELU).
+        activation: the activation and why it was chosen (``"QuickGELU (quick_gelu: true in the scene)"``).
     """
 
     name: str
@@ -97,6 +106,8 @@ class Perceptor:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     tokenizer: Callable[..., torch.Tensor] = field(repr=False)
+    quick_gelu: bool = False
+    activation: str = ""
 
     @functools.cached_property
     def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,12 +171,18 @@ class _BuildPlan:
     model_cfg: dict[str, Any] = field(default_factory=dict)  # the architecture (sizes, activation)
     hashed: tuple[Path, ...] = ()  # the weight (and config) files whose sha256 completes the identity
     activation: str = ""  # why the activation was chosen, when not just the architecture's config
+    warning: str | None = None  # the activation is a guess: say what was chosen and how to choose
+    openai_layout: bool = False  # the weights file is in OpenAI's layout (TorchScript or its state dict)
     force_preprocess_cfg: dict[str, Any] = field(default_factory=dict)
     how_to_fix: str = ""  # appended to a load failure's message
 
 
 def load_perceptor(
-    model: str, pretrained: str | None = None, *, device: torch.device | str = "cpu"
+    model: str,
+    pretrained: str | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    quick_gelu: bool | None = None,
 ) -> Perceptor:
     """Load an open_clip model as a frozen :class:`Perceptor`.
 
@@ -176,6 +193,9 @@ def load_perceptor(
         pretrained: a pretrained tag of ``model`` (``"openai"``) or a path to a weights file.
             Required for built-in architectures: a perceptor is never silently random.
         device: where to put the model.
+        quick_gelu: build with QuickGELU (``True``) or exact GELU (``False``); ``None`` chooses as
+            :func:`choose_activation` does (an unrecognised local file gets the architecture's own,
+            and the choice is logged as a warning).
 
     Returns:
         The loaded perceptor.
@@ -189,7 +209,9 @@ def load_perceptor(
         >>> p.encode_text(["a lighthouse"]).shape  # doctest: +SKIP
         torch.Size([1, 32])
     """
-    plan = _plan(model, pretrained)
+    plan = _plan(model, pretrained, quick_gelu)
+    if plan.warning:
+        logger.warning("%s", plan.warning)
     net = _create(plan, device)
     net.eval().requires_grad_(False)
     cfg = _preprocess_cfg(net)
@@ -201,6 +223,8 @@ def load_perceptor(
     return Perceptor(
         name=plan.name,
         identity=_identity(plan),
+        quick_gelu=_uses_quick_gelu(plan),
+        activation=_activation_reason(plan),
         model=net,
         input_size=int(height),
         mean=_triple(cfg["mean"]),
@@ -228,7 +252,9 @@ class PerceptorCheck:
     warning: str | None = None
 
 
-def check_perceptor(model: str, pretrained: str | None = None) -> PerceptorCheck:
+def check_perceptor(
+    model: str, pretrained: str | None = None, quick_gelu: bool | None = None
+) -> PerceptorCheck:
     """Everything :func:`load_perceptor` checks before it loads: the model name against open_clip's
     registry, the pretrained tag against the model's tags (and its weights in the cache or a reachable
     hub), a weights file or ``local-dir:`` folder that exists and is complete.
@@ -236,20 +262,150 @@ def check_perceptor(model: str, pretrained: str | None = None) -> PerceptorCheck
     Args:
         model: as for :func:`load_perceptor`.
         pretrained: as for :func:`load_perceptor`.
+        quick_gelu: as for :func:`load_perceptor`.
 
     Returns:
-        What would be loaded: name, input size and activation.
+        What would be loaded: name, input size and activation (with a warning when it is a guess).
 
     Raises:
         ModelLoadError: as :func:`load_perceptor` would, for the same reason, before any weights load.
     """
-    plan = _plan(model, pretrained)
+    plan = _plan(model, pretrained, quick_gelu)
     return PerceptorCheck(
         name=plan.name,
         input_size=_input_size(plan),
         quick_gelu=_uses_quick_gelu(plan),
         activation=_activation_reason(plan),
+        warning=plan.warning,
     )
+
+
+_OPENAI_ONLY_KEYS = ("input_resolution", "context_length", "vocab_size")
+"""Entries of OpenAI's CLIP state dicts that open_clip's own layout does not have."""
+
+
+def choose_activation(plan: _BuildPlan, quick_gelu: bool | None) -> _BuildPlan:
+    """Decide QuickGELU or exact GELU for a planned load, and say why.
+
+    In order: ``quick_gelu`` as the scene sets it; a tag's entry in open_clip's registry; an
+    architecture that is QuickGELU by itself (``ViT-B-32-quickgelu``); a ``local-dir:`` folder's config
+    that says ``quick_gelu``; weights recognised as a registry release (:func:`_recognise`); else the
+    architecture's own activation, with a warning naming it and how to choose.
+
+    Raises:
+        ModelLoadError: ``quick_gelu: false`` for an architecture that is always QuickGELU.
+    """
+    arch_quick = bool(plan.model_cfg.get("quick_gelu", False))
+    if quick_gelu is not None:
+        if arch_quick and not quick_gelu:
+            raise ModelLoadError(
+                f"{plan.name}: quick_gelu: false, but this architecture is built with QuickGELU by its "
+                "config; name the architecture without -quickgelu (or drop quick_gelu: false)"
+            )
+        said = f"quick_gelu: {str(quick_gelu).lower()} in the scene"
+        return replace(plan, force_quick_gelu=quick_gelu, activation=f"{_act(quick_gelu)} ({said})")
+    if plan.activation or arch_quick:
+        return plan
+    local_dir = plan.open_clip_name.startswith(LOCAL_DIR_PREFIX)
+    if local_dir and "quick_gelu" in plan.model_cfg:
+        return replace(plan, activation="GELU (the folder's open_clip_config.json)")
+    weights = plan.hashed[1:] if local_dir else plan.hashed
+    if not weights:
+        return plan
+    found = _recognise(weights[0])
+    if found is not None:
+        how, quick, openai_layout = found
+        return replace(
+            plan, force_quick_gelu=quick, activation=f"{_act(quick)} ({how})", openai_layout=openai_layout
+        )
+    return replace(
+        plan,
+        activation="GELU (the architecture's default: the weights are not recognised)",
+        warning=(
+            f"perceptor {plan.name}: the weights are not recognised as a release open_clip knows, so the "
+            "model is built with exact GELU, the architecture's default; weights trained by OpenAI "
+            "(pretrained: openai) need QuickGELU: add `quick_gelu: true` to this perceptor entry "
+            "(`quick_gelu: false` keeps GELU and silences this warning)"
+        ),
+    )
+
+
+def _act(quick_gelu: bool) -> str:
+    return "QuickGELU" if quick_gelu else "GELU"
+
+
+def _recognise(path: Path) -> tuple[str, bool, bool] | None:
+    """Recognise weights as a release: ``(how, quick_gelu, in OpenAI's layout)``, or ``None``.
+
+    - a file inside the Hugging Face cache folder of a registry tag's repository
+      (``models--timm--vit_base_patch32_clip_224.openai/...``): that tag's activation;
+    - OpenAI's TorchScript archive (the ``.pt`` files of the ``openai`` tags' URLs), or a state dict with
+      OpenAI's ``input_resolution``/``context_length``/``vocab_size`` entries: QuickGELU.
+    """
+    folders = _registry_cache_folders()
+    for part in path.parts:
+        if part in folders:
+            spec, quick = folders[part]
+            return f"recognised as {spec} by its Hugging Face cache folder", quick, False
+    layout = _openai_layout(path)
+    if layout is not None:
+        return f"recognised as OpenAI's weights: {layout}", True, True
+    return None
+
+
+def _registry_cache_folders() -> dict[str, tuple[str, bool]]:
+    """``models--ORG--REPO`` → (``MODEL:TAG``, its quick_gelu) for every registry tag on the hub."""
+    folders: dict[str, tuple[str, bool]] = {}
+    for name, tag in open_clip.list_pretrained():
+        cfg = open_clip.get_pretrained_cfg(name, tag)
+        repo, _ = _hub_repo_and_files(cfg)
+        if repo:
+            folders.setdefault(
+                "models--" + repo.replace("/", "--"), (f"{name}:{tag}", bool(cfg.get("quick_gelu")))
+            )
+    return folders
+
+
+def _openai_layout(path: Path) -> str | None:
+    """``"TorchScript archive"`` or ``"OpenAI's state dict layout"`` when ``path`` is in OpenAI's format."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                keys = set(f.keys())
+        elif zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+                return "TorchScript archive"
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            loaded = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else {}
+            keys = set(loaded) if isinstance(loaded, dict) else set()
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - unreadable here: loading reports why, with the real error
+        return None
+    return "OpenAI's state dict layout" if set(_OPENAI_ONLY_KEYS) <= keys else None
+
+
+def _openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The weights of an OpenAI-layout file, without OpenAI's extra entries (open_clip's CLIP names)."""
+    if zipfile.is_zipfile(path) and path.suffix.lower() != ".safetensors":
+        with zipfile.ZipFile(path) as archive:
+            jit = any(n.endswith("/constants.pkl") for n in archive.namelist())
+        if jit:  # TorchScript's own loader: it runs no pickled Python code
+            with warnings.catch_warnings():  # torch.jit.load is deprecated, but OpenAI ships these
+                warnings.simplefilter("ignore", FutureWarning)
+                state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+    else:
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    return {k: v for k, v in state.items() if k not in _OPENAI_ONLY_KEYS}
 
 
 def _identity(plan: _BuildPlan) -> str:
@@ -400,8 +556,13 @@ def available_models() -> list[tuple[str, str | None, bool]]:
 # Planning: turn (model, pretrained) into a _BuildPlan, raising ModelLoadError for anything unusable.
 
 
-def _plan(model: str, pretrained: str | None) -> _BuildPlan:
-    """Validate the request and decide how to call open_clip."""
+def _plan(model: str, pretrained: str | None, quick_gelu: bool | None = None) -> _BuildPlan:
+    """Validate the request and decide how to call open_clip (activation included)."""
+    return choose_activation(_plan_weights(model, pretrained), quick_gelu)
+
+
+def _plan_weights(model: str, pretrained: str | None) -> _BuildPlan:
+    """Validate the request and find the weights (the activation is the tag's or the architecture's)."""
     if model.startswith(LOCAL_DIR_PREFIX):
         if pretrained is not None:
             raise ModelLoadError(
@@ -603,6 +764,15 @@ def _missing_weights_message(model: str, tag: str, cfg: dict[str, Any], offline_
 def _create(plan: _BuildPlan, device: torch.device | str) -> torch.nn.Module:
     """Call open_clip's factory; its exceptions become ModelLoadError."""
     try:
+        if plan.openai_layout and plan.pretrained is not None:  # open_clip's file loader refuses these
+            with _quiet_random_init_warning():
+                net: torch.nn.Module = open_clip.create_model(
+                    plan.open_clip_name, pretrained=None, force_quick_gelu=plan.force_quick_gelu
+                )
+            state = _openai_state_dict(Path(plan.pretrained))
+            buffers = {name for name, _ in net.named_buffers()} - set(net.state_dict())
+            net.load_state_dict({k: v for k, v in state.items() if k not in buffers})  # TorchScript keeps
+            return net.to(device)  # non-persistent buffers (attn_mask) in its state dict
         return open_clip.create_model(
             plan.open_clip_name,
             pretrained=plan.pretrained,

@@ -102,7 +102,7 @@ def preflight(
     perceptors: list[PerceptorCheck] = []
     for i, spec in enumerate(scene.perceptors):
         try:
-            perceptors.append(check_perceptor(spec.model, spec.pretrained))
+            perceptors.append(check_perceptor(spec.model, spec.pretrained, spec.quick_gelu))
         except PyttiError as e:
             problems.append(f"{name}: perceptors.{i}: {e}")
     vqgan = None

@@ -33,13 +33,15 @@ class Job:
 
 
 @lru_cache(maxsize=8)
-def perceptor(model: str, pretrained: str | None, device: str) -> Perceptor:
-    """Load a perceptor once per process and device."""
-    return load_perceptor(model, pretrained, device=torch.device(device))
+def perceptor(model: str, pretrained: str | None, device: str, quick_gelu: bool | None = None) -> Perceptor:
+    """Load a perceptor once per process, device and activation."""
+    return load_perceptor(model, pretrained, device=torch.device(device), quick_gelu=quick_gelu)
 
 
-def _cached_perceptor(model: str, pretrained: str | None, device: torch.device) -> Perceptor:
-    return perceptor(model, pretrained, str(device))
+def _cached_perceptor(
+    model: str, pretrained: str | None, device: torch.device, quick_gelu: bool | None
+) -> Perceptor:
+    return perceptor(model, pretrained, str(device), quick_gelu)
 
 
 @lru_cache(maxsize=2)

@@ -60,13 +60,13 @@ def toy_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="session")
-def load_cached() -> Callable[[str, str | None, torch.device], Perceptor]:
+def load_cached() -> Callable[[str, str | None, torch.device, bool | None], Perceptor]:
     """A perceptor loader for ``build_context(..., load=...)`` that loads each model once per session."""
     from pytti_engine.perceptors import load_perceptor
 
     @functools.cache
-    def load(model: str, pretrained: str | None, device: torch.device) -> Perceptor:
-        return load_perceptor(model, pretrained, device=device)
+    def load(model: str, pretrained: str | None, device: torch.device, quick_gelu: bool | None) -> Perceptor:
+        return load_perceptor(model, pretrained, device=device, quick_gelu=quick_gelu)
 
     return load
 

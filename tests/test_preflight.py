@@ -130,7 +130,7 @@ def test_validate_prints_what_each_perceptor_loads(
 ) -> None:
     code, out, _ = _run(capsys, "validate", str(write_scene()))
     assert code == 0, out
-    assert f"perceptors.0: local-dir:{stand_in_dir}, 224 px, GELU (the architecture's config)" in out
+    assert f"perceptors.0: local-dir:{stand_in_dir}, 224 px, GELU (the folder's open_clip_config.json)" in out
 
 
 @pytest.mark.parametrize("scene", EXAMPLE_SCENES, ids=lambda p: p.name)

@@ -15,7 +15,7 @@ from pytti_engine.scene import build_plan, load_scene
 
 SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
 SCENES = sorted(SCENES_DIR.glob("*.yaml"))
-Loader = Callable[[str, str | None, torch.device], Perceptor]
+Loader = Callable[[str, str | None, torch.device, bool | None], Perceptor]
 
 
 def test_there_are_example_scenes() -> None:

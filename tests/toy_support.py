@@ -25,7 +25,7 @@ from tests.scene_files import small_scene_text
 
 CPU = torch.device("cpu")
 GREY = (102, 102, 102)
-Loader = Callable[[str, str | None, torch.device], Perceptor]
+Loader = Callable[[str, str | None, torch.device, bool | None], Perceptor]
 
 
 def toy_scene(

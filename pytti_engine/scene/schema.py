@@ -97,6 +97,13 @@ class PerceptorSpec(_Model):
         description="open_clip pretrained tag ('openai', ...) or a weights file path; none = random init",
     )
     weight: float = Field(1.0, strict=True, description="relative weight of this perceptor's loss")
+    quick_gelu: bool | None = Field(
+        None,
+        strict=True,
+        description="build with QuickGELU (true: weights trained by OpenAI) or exact GELU (false); "
+        "none = the tag's, the folder's or the architecture's, or QuickGELU for a file recognised as "
+        "OpenAI's (an unrecognised local file gets a warning)",
+    )
 
     @field_validator("model")
     @classmethod

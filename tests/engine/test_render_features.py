@@ -218,7 +218,7 @@ def test_init_image_losses_act(tmp_path: Path, toy_dir: Path, load_cached: Calla
         assert (ctx.targets.init_direct is not None) == bool(direct)
         assert (ctx.targets.init_image is not None) == bool(semantic)
         pictures[name] = results[-1].image
-    toy = load_cached(f"local-dir:{toy_dir}", None, CPU)
+    toy = load_cached(f"local-dir:{toy_dir}", None, CPU, None)
     distance = {name: float((p - init).square().mean()) for name, p in pictures.items()}
     assert redness(pictures["free"]) > 0.15  # the prompt alone moves far from the init
     assert distance["direct"] < 0.6 * distance["free"], distance

@@ -158,7 +158,7 @@ def test_edge_semantic_and_flow_weights_render(
 ) -> None:
     """With the weight on, frame 2 stays closer to its target (frame 1 moved) than without, measured the
     way each loss looks: edge maps, the toy perceptor's embedding, pixels (where the flow is valid)."""
-    toy = load_cached(f"local-dir:{toy_dir}", None, torch.device("cpu"))
+    toy = load_cached(f"local-dir:{toy_dir}", None, torch.device("cpu"), None)
 
     def measure(frame: torch.Tensor, target: torch.Tensor) -> float:
         if kind == "edge":

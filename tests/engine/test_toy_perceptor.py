@@ -35,12 +35,12 @@ from tests.toy_support import (
 )
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-Loader = Callable[[str, str | None, torch.device], Perceptor]
+Loader = Callable[[str, str | None, torch.device, bool | None], Perceptor]
 
 
 @pytest.fixture
 def toy(toy_dir: Path, load_cached: Loader) -> Perceptor:
-    return load_cached(f"local-dir:{toy_dir}", None, CPU)
+    return load_cached(f"local-dir:{toy_dir}", None, CPU, None)
 
 
 def test_the_toy_perceptor_loads_like_real_weights_and_knows_its_colours(

@@ -190,10 +190,12 @@ def test_pytti_demo_offline_renders_a_video_that_turns_red_then_yellow(
 
     real = tasks.resident.perceptor
 
-    def without_clip(model: str, pretrained: str | None, device: str) -> object:
+    def without_clip(
+        model: str, pretrained: str | None, device: str, quick_gelu: bool | None = None
+    ) -> object:
         if not model.startswith("local-dir:"):
             raise ModelLoadError(f"weights for perceptor {model} are not available")
-        return real(model, pretrained, device)
+        return real(model, pretrained, device, quick_gelu)
 
     monkeypatch.setattr(tasks.resident, "perceptor", without_clip)
     monkeypatch.setattr(cli, "_cache_root", lambda: toy_dir.parent)

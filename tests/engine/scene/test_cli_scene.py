@@ -48,7 +48,7 @@ def test_validate_ok(good: Path, stand_in_dir: Path, capsys: pytest.CaptureFixtu
     assert (code, err) == (0, "")
     assert out == (
         "ok: 5 frames, 2 scenes, 1.25 s at 4 fps, 256x256, animation 2d, 1 perceptor, 50 steps/frame\n"
-        f"  perceptors.0: local-dir:{stand_in_dir}, 224 px, GELU (the architecture's config)\n"
+        f"  perceptors.0: local-dir:{stand_in_dir}, 224 px, GELU (the folder's open_clip_config.json)\n"
     )
 
 
