@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from flows.local_stack import _children
 from flows.stopping import Stopped, exit_code, stop_on_signals, stop_signal, stopped_line
 from flows.temp_api import LOG_NAME
+from tests.flows.test_kill_resume import _pytti  # pytti in its own process group
 
 
 def test_sigterm_and_ctrl_c_raise_stopped_during_the_block_only() -> None:
@@ -56,23 +58,6 @@ def test_the_stopped_line_says_how_to_continue(tmp_path: Path) -> None:
     assert "run the same command again" in stopped_line(signal.SIGTERM)
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every descendant of ``pid`` now (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _processes_with_home(home: Path) -> list[int]:
     """Live processes (not zombies) whose environment has ``PREFECT_HOME=home``: the render's server."""
     needle = f"PREFECT_HOME={home}".encode()
@@ -85,18 +70,6 @@ def _processes_with_home(home: Path) -> list[int]:
         except (OSError, IndexError):
             continue
     return found
-
-
-def _pytti(*args: str, home: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PREFECT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as a shell gives a command
-    )
 
 
 @pytest.mark.slow
@@ -116,7 +89,7 @@ def test_a_stopped_render_exits_within_seconds_without_orphans_and_resumes(
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         assert time.monotonic() < deadline, "the render did not reach frame 2"
         time.sleep(0.02)
-    server = [pid for pid in _descendants(proc.pid) if pid in _processes_with_home(home)]
+    server = [pid for pid in _children(proc.pid) if pid in _processes_with_home(home)]
     assert server, "the temporary API runs as a child of pytti"
     sent = time.monotonic()
     if to_group:
