@@ -27,6 +27,20 @@ def _pytti(*args: str, home: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def kill_after_frame(proc: subprocess.Popen[bytes], run: Path, frame: int, *, after_s: float = 0.0) -> int:
+    """Wait (4 min at most) until ``frame`` of ``run`` is done, then ``after_s`` more, then kill -9 the
+    render's process group; returns how many frames were done by then."""
+    deadline = time.monotonic() + 240
+    while not (run / "records" / f"{frame:06d}.json").exists():
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert time.monotonic() < deadline, f"render did not reach frame {frame}"
+        time.sleep(0.01)
+    time.sleep(after_s)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return len(list((run / "records").glob("*.json")))
+
+
 def test_kill_minus_9_then_resume_is_byte_identical(write_scene: Callable[..., Path], tmp_path: Path) -> None:
     scene = write_scene(
         'animation: 2d\ntranslate_x: 1.5\nrotate_2d: "2 * t"\nzoom: 1.03\n', frames=10, steps=6
@@ -36,15 +50,7 @@ def test_kill_minus_9_then_resume_is_byte_identical(write_scene: Callable[..., P
 
     run = tmp_path / "run"
     proc = _pytti("render", str(scene), "--out", str(run), "--device", "cpu", home=tmp_path / "home")
-    deadline = time.monotonic() + 240
-    while not (run / "records" / "000004.json").exists():
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        assert time.monotonic() < deadline, "render did not reach frame 4"
-        time.sleep(0.02)
-    time.sleep(0.15)  # somewhere inside a later frame
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    done_at_kill = len(list((run / "records").glob("*.json")))
+    done_at_kill = kill_after_frame(proc, run, 4, after_s=0.15)  # somewhere inside a later frame
     assert 4 <= done_at_kill < 10, f"the kill should land mid-render, {done_at_kill} frames were done"
     assert not (run / "scene.mp4").exists()
 

@@ -3,9 +3,6 @@ within the stated tolerance of an uninterrupted CUDA render (``support.MAX_LEVEL
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from flows.render_scene import RenderParams, render_scene
-from tests.flows.test_kill_resume import _pytti
+from tests.flows.test_kill_resume import _pytti, kill_after_frame
 from tests.gpu.support import GPU_TIER, assert_within_tolerance
 
 pytestmark = GPU_TIER
@@ -34,14 +31,7 @@ def test_kill_minus_9_on_cuda_then_resume(write_scene: Callable[..., Path], tmp_
 
     run = tmp_path / "run"
     proc = _pytti("render", str(scene), "--out", str(run), "--device", "cuda", home=tmp_path / "home")
-    deadline = time.monotonic() + 240
-    while not (run / "records" / "000004.json").exists():
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        assert time.monotonic() < deadline, "render did not reach frame 4"
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    done_at_kill = len(list((run / "records").glob("*.json")))
+    done_at_kill = kill_after_frame(proc, run, 4)
     assert 4 <= done_at_kill < FRAMES, f"the kill should land mid-render, {done_at_kill} frames were done"
 
     resume = _pytti("resume", str(run), home=tmp_path / "home")
