@@ -106,6 +106,8 @@ PROGRESS_INTERVAL_S = 0.5
 """The progress bar is updated at most this often (the last frame is always shown)."""
 VIEW_INTERVAL_S = 5.0
 """The latest-frame view (a contact sheet, a few hundred ms of work) is rebuilt at most this often."""
+STOP_JOIN_S = 2.0
+"""How long a stopped render (Ctrl-C, SIGTERM) waits for the last progress update to go out."""
 
 
 class Due(NamedTuple):
@@ -202,12 +204,14 @@ class ProgressPublisher:
             self._view_wanted |= record.index % self.every == 0 or record.index == self.run.frame_count
             self._cond.notify()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         with self._cond:
             self._closing = True
             self._cond.notify()
         if self._thread is not None:
-            self._thread.join(self._join_timeout_s)
+            # a stop (Ctrl-C, SIGTERM: not an Exception) waits a moment, not for a slow API
+            stopping = exc_type is not None and not issubclass(exc_type, Exception)
+            self._thread.join(STOP_JOIN_S if stopping else self._join_timeout_s)
             if self._thread.is_alive():
                 run_logger().warning("the progress artifacts did not finish updating; the render goes on")
 

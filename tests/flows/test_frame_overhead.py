@@ -125,6 +125,18 @@ def test_a_failed_render_still_shows_its_last_finished_frame(sent: dict[str, lis
     assert sent["progress"][-1] == 3
 
 
+def test_a_stopped_render_does_not_wait_for_a_slow_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publish, "publish_progress", lambda run, ref, record: time.sleep(8))
+    started = time.perf_counter()
+    with (
+        pytest.raises(KeyboardInterrupt),
+        ProgressPublisher(_run(10), ProgressRef("p", "l"), every=5) as publisher,
+    ):
+        publisher.frame_done(_record(1))
+        raise KeyboardInterrupt
+    assert time.perf_counter() - started < publish.STOP_JOIN_S + 2.5
+
+
 def test_the_state_slot_hands_over_once_and_only_the_matching_frame() -> None:
     slot = StateSlot()
     held = HeldState(index=2, key="k2", checkpoint_sha256="c2", state=object())  # type: ignore[arg-type]
