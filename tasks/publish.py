@@ -213,7 +213,9 @@ class ProgressPublisher:
             stopping = exc_type is not None and not issubclass(exc_type, Exception)
             self._thread.join(STOP_JOIN_S if stopping else self._join_timeout_s)
             if self._thread.is_alive():
-                run_logger().warning("the progress artifacts did not finish updating; the render goes on")
+                run_logger().warning(
+                    "the progress artifacts did not finish updating: they may show an earlier frame"
+                )
 
     def _loop(self) -> None:
         assert self.ref is not None
