@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SCENE
+from common import write_bench_scene
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,14 +115,10 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with, run alternately")
     args = parser.parse_args()
 
-    from pytti_engine.perceptors import write_stand_in
-
     sides = {"this": REPO} if args.baseline is None else {"baseline": args.baseline.resolve(), "this": REPO}
     with tempfile.TemporaryDirectory(prefix="pytti-bench-") as tmp:
         root = Path(tmp)
-        scene = root / "bench.yaml"
-        text = SCENE.format(steps=4, frames=12, model=write_stand_in(root / "clip"))
-        scene.write_text(text.replace("width: 128", "width: 64").replace("height: 128", "height: 64"))
+        scene = write_bench_scene(root, steps=4, frames=12, size=64)
         lines: dict[str, list[float]] = {side: [] for side in sides}
         steps: dict[str, list[float]] = {side: [] for side in sides}
         for i in range(args.repeats):
