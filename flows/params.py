@@ -21,6 +21,7 @@ from pytti_engine.confine import (
     renders_root,
     under_renders_root,
 )
+from pytti_engine.fetch import check_reachable
 from pytti_engine.identity import RunIdentity, default_run_dir
 from pytti_engine.io import atomic_write_text
 from pytti_engine.preflight import PreflightReport, preflight
@@ -267,11 +268,13 @@ def resolve_scene(params: RenderParams) -> SceneSource:
     if text is not None:
         loaded = load_scene_text(text, name=INLINE_NAME, base_dir=out_dir, overrides=overrides)
         report = preflight(loaded, build_plan(loaded), name=INLINE_NAME, device=params.device)
+        check_reachable(loaded, out_dir)
         return SceneSource(str(out_dir / f"{stem}.yaml"), str(out_dir), overrides, identity, text, report)
     if not _own_inline_scene(scene, out_dir):
         check_input(scene, "scene file", input_roots())
     loaded = load_scene(scene, overrides)
     report = preflight(loaded, build_plan(loaded), name=str(scene), device=params.device)
+    check_reachable(loaded, out_dir)  # URL inputs not fetched yet answer (nothing is downloaded here)
     identity = RunIdentity.of(scene, overrides, out_dir)
     return SceneSource(str(scene), str(out_dir), overrides, identity, report=report)
 

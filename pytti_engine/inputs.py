@@ -41,7 +41,7 @@ URL_PREFIXES = ("http://", "https://")
 
 def is_url(source: str | Path) -> bool:
     """Whether ``source`` is an http(s) URL (as written in a scene)."""
-    return isinstance(source, str) and source.startswith(URL_PREFIXES)
+    return isinstance(source, str) and source[:8].lower().startswith(URL_PREFIXES)
 
 
 @dataclass(frozen=True)

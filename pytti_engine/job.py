@@ -12,7 +12,7 @@ import torch
 from pytti_engine.devices import make_generator
 from pytti_engine.errors import PyttiError
 from pytti_engine.hashes import Hasher, file_sha256
-from pytti_engine.inputs import InputFile, Localize, frame_inputs, hash_inputs, input_uses
+from pytti_engine.inputs import InputFile, Localize, frame_inputs, hash_inputs, input_uses, is_url
 from pytti_engine.io import load_image
 from pytti_engine.losses import hsv_target
 from pytti_engine.motion import MotionRuntime, motion_fingerprint
@@ -138,10 +138,8 @@ def image_mask_sources(plan: Any, kind: str = "image") -> list[tuple[str, bool]]
 
 
 def _check_local_picture(source: str, what: str, frame: int, prompt: str) -> None:
-    if source.startswith(("http://", "https://")):
-        raise PyttiError(
-            f"frame {frame}: prompt {prompt!r}: {what} {source} is a URL; download it and use the file path"
-        )
+    if is_url(source):  # fetched into the run directory when the render starts (pytti_engine.fetch)
+        return
     if not Path(source).is_file():
         raise PyttiError(f"frame {frame}: prompt {prompt!r}: {what} not found: {source}")
 
@@ -149,8 +147,9 @@ def _check_local_picture(source: str, what: str, frame: int, prompt: str) -> Non
 def check_renderable(plan: Any, scene: Any = None) -> None:
     """Refuse, before any model loads, what this engine cannot render.
 
-    Semantic image prompts, image masks and video masks must be local files; with ``scene``, the image
-    model's files must be there too (:func:`check_image_model`).
+    Semantic image prompts, image masks and video masks must be local files or http(s) URLs (fetched
+    when the render starts); with ``scene``, the image model's files must be there too
+    (:func:`check_image_model`).
 
     Raises:
         PyttiError: naming the first frame and prompt that uses an unsupported feature, or the missing

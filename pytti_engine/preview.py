@@ -125,10 +125,12 @@ def write_preview(
     """
     import time
 
+    from pytti_engine.fetch import fetch_inputs, localize_scene
     from pytti_engine.video import EncodeSettings, assemble_video
 
     start = time.perf_counter()
     device = device or torch.device("cpu")
+    scene = localize_scene(scene, fetch_inputs(scene, out_dir))  # URL inputs: fetched into out_dir
     frames_dir = out_dir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     init = scene.init_image

@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict
 
 from pytti_engine.confine import check_input, check_output, input_roots, real_path
 from pytti_engine.errors import PyttiError
+from pytti_engine.fetch import fetched_inputs, url_files
 from pytti_engine.identity import RunIdentity, check_run_dir, default_run_dir
 from pytti_engine.inputs import InputsRecord
-from pytti_engine.job import plan_keys
+from pytti_engine.job import plan_inputs, plan_keys
 from pytti_engine.preflight import preflight
 from pytti_engine.rundir import RunPaths, frame_done
 from pytti_engine.scene import build_plan, load_scene
@@ -130,9 +131,13 @@ def check_job(job: BatchJob) -> JobCheck:
         return JobCheck(job=job, error=str(e))
     paths = RunPaths(Path(job.out_dir).resolve())
     try:
-        keys = plan_keys(scene, plan, sha256=InputsRecord.read(paths.inputs_json).hashes.sha256)
-    except PyttiError as e:
-        return JobCheck(job=job, error=str(e))
+        sha256 = InputsRecord.read(paths.inputs_json).hashes.sha256
+        inputs = plan_inputs(scene, plan, sha256, url_files(fetched_inputs(scene, paths.root)))
+        keys = plan_keys(scene, plan, inputs=inputs, sha256=sha256)
+    except PyttiError:  # an input not fetched yet (a URL): no frame can be done
+        keys = []
+    if not keys:
+        return JobCheck(job=job, frames=len(plan.frames), done_frames=0, video=None)
     done = sum(frame_done(paths, i, key) for i, key in enumerate(keys, start=1))
     video = paths.video(Path(job.scene_path).stem)
     return JobCheck(

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from pytti_engine.fetch import fetched_inputs, localize_scene, url_files
 from pytti_engine.image_params.vqgan import VQGANModel, load_vqgan
 from pytti_engine.inputs import InputsRecord
-from pytti_engine.job import build_context, plan_keys
+from pytti_engine.job import build_context, plan_inputs, plan_keys
 from pytti_engine.metrics import MetricsWriter, open_metrics
 from pytti_engine.perceptors import Perceptor, load_perceptor
 from pytti_engine.render import RenderContext
@@ -62,7 +63,12 @@ def _job(
     plan = build_plan(scene)
     paths = RunPaths(Path(run_dir))
     hashes = InputsRecord.read(paths.inputs_json).hashes  # written by prepare_run
-    keys = plan_keys(scene, plan, fork_base_keys(paths), sha256=hashes.sha256)
+    local = fetched_inputs(scene, paths.root)  # URL inputs, fetched by prepare_run
+    inputs = plan_inputs(scene, plan, hashes.sha256, url_files(local))
+    keys = plan_keys(scene, plan, fork_base_keys(paths), inputs, hashes.sha256)  # URLs named as URLs
+    if local:  # the renderer reads the fetched copies
+        scene = localize_scene(scene, local)
+        plan = build_plan(scene)
     return Job(scene=scene, plan=plan, keys=tuple(keys), paths=paths)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from pytti_engine.devices import resolve_device
+from pytti_engine.fetch import fetch_inputs, url_files
 from pytti_engine.identity import drop_stale_frames
 from pytti_engine.inputs import InputsRecord, changed_inputs, describe_changes, inputs_digest
 from pytti_engine.io import atomic_write_text, sha256_file
@@ -39,7 +40,8 @@ def prepare_run(
     atomic_write_text(paths.run_json, json.dumps(run_info, indent=2) + "\n")
     plan_doc = plan.to_dict()
     record = InputsRecord.read(paths.inputs_json)  # the last render's inputs and the hash cache
-    inputs = plan_inputs(scene, plan, record.hashes.sha256)
+    local = fetch_inputs(scene, paths.root)  # URL inputs: fetched once into <run>/inputs/
+    inputs = plan_inputs(scene, plan, record.hashes.sha256, url_files(local))
     keys = plan_keys(scene, plan, fork_base_keys(paths), inputs, record.hashes.sha256)
     plan_doc["keys"] = keys
     atomic_write_text(paths.plan_json, json.dumps(plan_doc, indent=1) + "\n")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from pytti_engine.perceptors import Perceptor
+    from tests.http_server import Server
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,18 @@ def load_cached() -> Callable[[str, str | None, torch.device, bool | None], Perc
         return load_perceptor(model, pretrained, device=device, quick_gelu=quick_gelu)
 
     return load
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[Server]:
+    """A static file server on 127.0.0.1 (in a thread) serving ``tmp_path/www``; counts requests."""
+    from tests.http_server import Server
+
+    root = tmp_path / "www"
+    root.mkdir()
+    server = Server(root)
+    yield server
+    server.close()
 
 
 @pytest.fixture

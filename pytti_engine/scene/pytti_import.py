@@ -439,9 +439,6 @@ class _Converter:
             parts = _URL_SAFE_COLON.split(item, maxsplit=2)
             path, weight_part, stop = (parts + ["", ""])[:3]
             weight, _, mask = weight_part.partition("_")
-            if path.startswith(("http://", "https://")):
-                self.warn(f"direct_image_prompts: URLs are not supported ({path}); dropped")
-                continue
             entry: dict[str, Any] = {"image": path.strip(), "weight": _plain_number(weight.strip() or "1")}
             if stop.strip():
                 entry["stop"] = _plain_number(stop.strip())

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from pytti_engine.confine import ConfinementError, Roots, check_input
+from pytti_engine.inputs import is_url
 from pytti_engine.scene.expr import Expr, Interpolation, reserved_names, scene_names
 from pytti_engine.scene.prompt_dsl import PromptError, PromptSpec, parse_prompts
 from pytti_engine.scene.source import SourceRef, SourceText, locate
@@ -80,6 +82,50 @@ def _custom_error(message: str, text: object = None, offset: int = 0) -> Pydanti
     if ref is not None:
         ctx.update(path=ref.path, line=ref.line, col=ref.col)
     return PydanticCustomError("scene_value", "{message}", ctx)
+
+
+UrlText = Annotated[str, Field(pattern=r"^[hH][tT][tT][pP][sS]?://", json_schema_extra={"format": "uri"})]
+"""An http(s) URL as written in a scene (fetched into the run directory: :mod:`pytti_engine.fetch`)."""
+
+
+def _path_or_url(value: Any) -> Any:
+    """An ``http(s)://`` URL stays a string (fetched into the run directory at render time,
+    :mod:`pytti_engine.fetch`); any other string becomes a path."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("path_type", "expected a file path")
+    return value if is_url(value) else Path(value)
+
+
+def _url_problem(value: str) -> str | None:
+    """Why ``value`` is not a well-formed http(s) URL (no request is made), or ``None``."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - a malformed port raises here
+    except ValueError as e:
+        return f"malformed URL {value!r} ({e})"
+    if not parts.hostname or any(c.isspace() for c in value):
+        return f"malformed URL {value!r} (it needs a host and no spaces)"
+    return None
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _url_or(check: Callable[[Path, ValidationInfo], Path | None]) -> Callable[..., Path | str | None]:
+    """A validator that accepts a well-formed URL as it is and checks a path with ``check``."""
+
+    def validate(value: Path | str | None, info: ValidationInfo) -> Path | str | None:
+        if isinstance(value, str):
+            problem = _url_problem(value)
+            if problem:
+                raise _custom_error(problem)
+            return value
+        return None if value is None else check(value, info)
+
+    return validate
 
 
 class _Model(BaseModel):
@@ -504,8 +550,10 @@ def _check_image_file(value: Path | None, info: ValidationInfo) -> Path | None:
 class DirectImagePrompt(_Model):
     """A direct image prompt: pull the pixels toward a picture (HSV mean squared error)."""
 
-    image: Annotated[Path, AfterValidator(_check_image_file)] = Field(
-        description="the target picture, relative to the scene file (resized to the image size)"
+    image: Annotated[
+        Path | UrlText, BeforeValidator(_path_or_url), AfterValidator(_url_or(_check_image_file))
+    ] = Field(
+        description="the target picture, relative to the scene file, or an http(s) URL (resized to the image size)"
     )
     weight: float = Field(1.0, strict=True, description="loss weight; negative pushes away")
     stop: float | None = Field(None, strict=True, description="gradient gate as for prompts; none = no gate")
@@ -627,7 +675,9 @@ class Scene(_Model):
         strict=True,
         description="extra optimizer steps on frame 1, before the first camera move (t < 0 during them)",
     )
-    init_image: Path | None = Field(None, description="start image, relative to the scene file")
+    init_image: Annotated[Path | UrlText | None, BeforeValidator(_optional(_path_or_url))] = Field(
+        None, description="start image, relative to the scene file, or an http(s) URL"
+    )
     # ---- engine keys (issue 8; docs/engine.md) ----
     image_model: ImageModel = Field(
         "unlimited_palette",
@@ -788,9 +838,9 @@ class Scene(_Model):
         description="3d: pinhole (exact reprojection through the depth) or pytti (pytti-core's formula, "
         "for imported configs)",
     )
-    video_path: Annotated[Path | None, AfterValidator(_check_video)] = Field(
-        None, description="video: the source video, relative to the scene file"
-    )
+    video_path: Annotated[
+        Path | UrlText | None, BeforeValidator(_optional(_path_or_url)), AfterValidator(_url_or(_check_video))
+    ] = Field(None, description="video: the source video, relative to the scene file, or an http(s) URL")
     frame_stride: int = Field(1, ge=1, strict=True, description="video: source frames per output frame")
     flow_model: FlowModel = Field(
         "dis", description="video: dis (OpenCV, no weights) or raft (needs weights)"
@@ -893,9 +943,9 @@ class Scene(_Model):
 
     @field_validator("init_image")
     @classmethod
-    def _init_image_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
+    def _init_image_exists(cls, value: Path | str | None, info: ValidationInfo) -> Path | str | None:
+        if value is None or isinstance(value, str):
+            return _url_or(_check_image_file)(value, info)
         path = _resolve(value, info)
         if not path.is_file():
             raise _custom_error(f"init image not found: {path}")

@@ -13,7 +13,7 @@ from PIL import Image
 from pytti_engine import render as render_module
 from pytti_engine.checkpoints import CheckpointMeta, load_checkpoint, save_checkpoint
 from pytti_engine.cutouts import CutoutConfig
-from pytti_engine.errors import PyttiError, SceneError
+from pytti_engine.errors import SceneError
 from pytti_engine.io import load_image, png_bytes
 from pytti_engine.job import build_context, check_renderable
 from pytti_engine.render import FrameResult, OutOfMemoryError, RenderContext, StepEvent, render_frames
@@ -293,11 +293,10 @@ def test_out_of_memory_names_the_settings(
     assert "cutouts: 2" in str(info.value) and "32x32" in str(info.value)
 
 
-def test_urls_in_image_prompts_are_refused_before_loading(write_scene: Callable[..., Path]) -> None:
+def test_urls_in_image_prompts_are_renderable(write_scene: Callable[..., Path]) -> None:
     body = 'scenes:\n  - prompts: "[https://example.org/a.png]:1"\n    frames: 1\n'
     plan = build_plan(load_scene(write_scene(body)))
-    with pytest.raises(PyttiError, match="download it"):
-        check_renderable(plan)
+    check_renderable(plan)  # fetched when the render starts (tests/engine/test_fetch.py)
 
 
 @pytest.mark.parametrize(

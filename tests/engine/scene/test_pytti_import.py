@@ -229,8 +229,8 @@ def test_init_weights_and_direct_image_prompts(tmp_path: Path) -> None:
     assert scene["direct_image_prompts"] == [
         {"image": "a.png", "weight": 2, "stop": 0.1},
         {"image": "b.png", "weight": 1},
+        {"image": "https://x.org/c.png", "weight": 1},  # URLs are fetched at render time (issue 14.5)
     ]
-    assert any("URLs are not supported" in w for w in warnings)
     assert any("semantic_init_weight: the mask/stop" in w for w in warnings)
 
 
