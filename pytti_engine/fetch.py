@@ -18,6 +18,7 @@ keeps them. :func:`localize_scene` gives the scene the renderer loads: every URL
 from __future__ import annotations
 
 import hashlib
+import http.client
 import re
 import shutil
 import urllib.error
@@ -104,7 +105,7 @@ def download(item: UrlInput, target: Path, timeout: float = FETCH_TIMEOUT_S) -> 
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             atomic_write(target, lambda out: shutil.copyfileobj(response, out, 1 << 20))
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         raise _fetch_error(item, _reason(e)) from None
 
 
@@ -157,7 +158,7 @@ def check_reachable(scene: Any, run_dir: Path | None = None, timeout: float = PR
         try:
             with urllib.request.urlopen(request, timeout=timeout):
                 pass
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             raise _fetch_error(item, _reason(e)) from None
 
 
