@@ -4,6 +4,7 @@ Exit codes: 0 done, 2 bad input (scene, paths, models, options), 1 runtime failu
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -444,13 +445,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Prefect's temporary API starts now, while torch and the models load (not for bad input)
     spawn = args.command in API_COMMANDS and _scene_loads(args)
-    with early_start(args.command, spawn=spawn), stop_on_signals():
+    # Ctrl-C/SIGTERM stop renders cleanly; other commands (serve: Prefect's runner) keep their own handling
+    stopping = stop_on_signals() if args.command in API_COMMANDS else contextlib.nullcontext()
+    with early_start(args.command, spawn=spawn), stopping:
         try:
             return int(args.func(args))
         except TemporaryApiError as e:
             return _runtime_error(str(e))
         except BaseException as e:
-            if (signum := stop_signal(e)) is None:
+            if (signum := stop_signal(e)) is None or args.command not in API_COMMANDS:
                 raise
             print(stopped_line(signum), file=sys.stderr)
             return exit_code(signum)
