@@ -3,7 +3,8 @@
 A :class:`MetricsWriter` is fed the same records the renderer already sends out (``on_step`` events,
 frame results); it never reaches into the renderer. What it writes (``tensorboard --logdir RUN/tensorboard``):
 
-- ``loss/total`` every step, and ``loss/<name>`` for every entry of the event's ``losses`` mapping
+- ``loss/total`` every step the renderer reports (every step on the CPU, every 10th and the frame's last
+  on a GPU: ``pytti_engine.render.check_interval``), and ``loss/<name>`` for every entry of the event's ``losses`` mapping
   (each prompt, each stabilization term), when the event carries one;
 - ``learning_rate`` every step, from the event's ``learning_rate`` or the writer's fixed rate;
 - ``time/frame_seconds`` and ``loss/frame_last`` once per frame;
