@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pytti_engine.confine import real_path
 from pytti_engine.errors import OutputError
+from pytti_engine.fetch import INPUTS_DIR
 from pytti_engine.rundir import RunPaths, busy_message, read_record
 
 MAX_LABEL_CHARS = 80
@@ -217,20 +218,29 @@ def default_run_dir(
 
 # --- handing a directory over, and frames that no longer belong --------------------------------------
 
-EXPORT_DIRS = ("depth", "flow", "flows", "tensorboard")
+EXPORT_DIRS = ("depth", "flow", "flows", "tensorboard", INPUTS_DIR)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", "_depth.mp4", "_flow.mp4")
 
 
 def forget_previous_render(paths: RunPaths, previous: RunIdentity) -> list[str]:
     """Remove what a replaced render left besides its frames: videos, manifest, contact sheet, fork
-    link, exports. Call while holding the run lock, before the new render's plan is written.
+    link, exports, its record of the inputs it read (``inputs.json``) and its fetched URL inputs
+    (``inputs/``), so the new render neither reports "input changed" against another render's inputs
+    nor reuses a copy that render fetched. Call while holding the run lock, before the new render's
+    plan is written.
 
     Returns:
         The names removed.
     """
     stem = Path(previous.scene).stem
     names = [f"{stem}{suffix}" for suffix in VIDEO_SUFFIXES]
-    names += ["manifest.json", "contact-sheet.png", "render.log", paths.fork_json.name]
+    names += [
+        "manifest.json",
+        "contact-sheet.png",
+        "render.log",
+        paths.fork_json.name,
+        paths.inputs_json.name,
+    ]
     removed = []
     for name in names:
         target = paths.root / name

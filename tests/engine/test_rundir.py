@@ -131,3 +131,20 @@ def test_a_video_encode_killed_mid_way_leaves_nothing_behind(tmp_path: Path) -> 
     assert all(p.name.startswith(".scene.") for p in stale)
     assert remove_stale_temp_files(paths) == 3
     assert not any(p.exists() for p in stale) and video.read_bytes() == b"an older, complete video"
+
+
+def test_replacing_a_render_forgets_its_inputs_record_and_fetched_copies(tmp_path: Path) -> None:
+    """``--replace`` must not compare the new render's inputs with the old one's, nor reuse its downloads."""
+    from pytti_engine.identity import RunIdentity, forget_previous_render
+
+    paths = RunPaths(tmp_path)
+    (tmp_path / "old.mp4").write_bytes(b"video")
+    paths.inputs_json.write_text('{"format": 1, "inputs": [], "hashes": {}}')
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "abc123-init.png").write_bytes(b"png")
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "000001.png").write_bytes(b"frame")
+    removed = forget_previous_render(paths, RunIdentity(scene="/scenes/old.yaml"))
+    assert {"old.mp4", "inputs.json", "inputs/"} <= set(removed)
+    assert not paths.inputs_json.exists() and not (tmp_path / "inputs").exists()
+    assert (tmp_path / "frames" / "000001.png").is_file(), "frames are judged by their keys, not removed here"
