@@ -16,7 +16,7 @@ from prefect.context import TaskRunContext
 
 from pytti_engine.checkpoints import load_checkpoint
 from pytti_engine.manifest import models_record, write_models_record
-from pytti_engine.render import RenderContext, StepEvent, render_frame
+from pytti_engine.render import OutOfMemoryError, RenderContext, StepEvent, render_frame
 from pytti_engine.rundir import (
     FrameRecordData,
     Retention,
@@ -116,7 +116,7 @@ def retry_on_out_of_memory(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a frame only when it ran out of (GPU) memory; bad input and NaN losses fail at once."""
     try:
         state.result()
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, OutOfMemoryError):  # the engine wraps torch's with advice
         return True
     except Exception:  # noqa: BLE001 - every other failure is final
         return False
@@ -158,7 +158,7 @@ def render_frame_task(run: RunRef, index: int, prev: FrameRecord | None = None) 
     attempts = ctx_run.task_run.run_count if ctx_run and ctx_run.task_run else 1
     try:
         result = render_frame(state, job.plan.frames[index - 1], ctx, on_step=on_step)
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, OutOfMemoryError):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         raise

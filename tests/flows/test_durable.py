@@ -183,6 +183,7 @@ def test_out_of_memory_is_retried_and_recorded(
     import torch
 
     import tasks.render as task_module
+    from pytti_engine.render import OutOfMemoryError
 
     real = task_module.render_frame
     calls: list[int] = []
@@ -190,7 +191,11 @@ def test_out_of_memory_is_retried_and_recorded(
     def oom_once(state: Any, frame: Any, ctx: Any, on_step: Any = None) -> Any:
         calls.append(frame.index)
         if frame.index == 2 and calls.count(2) == 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            # what the engine's render_frame really raises: torch's error wrapped with advice
+            try:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            except torch.OutOfMemoryError as e:
+                raise OutOfMemoryError("frame 2: out of memory (simulated)") from e
         if frame.index == 3:
             raise ValueError("not transient")
         return real(state, frame, ctx, on_step=on_step)
