@@ -75,16 +75,26 @@ def _data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _fit(path: Path, box: int, enlarge: bool = False) -> Image.Image:
-    """The image at ``path`` scaled to fit ``box``² (enlarged with sharp pixels when ``enlarge``)."""
+def _fit(path: Path, box: int, enlarge: bool = False, palette: bool = False) -> Image.Image:
+    """The image at ``path`` scaled to fit ``box``² (enlarged with sharp pixels when ``enlarge``).
+
+    With ``palette``, an adaptive-palette (``P``) image, reduced to its palette *before* it is
+    enlarged: what a GIF encoder would make of the enlarged picture, for a fraction of the work.
+    """
     with Image.open(path) as im:
         im = im.convert("RGB")
     scale = box / max(im.size)
-    if scale < 1 or (enlarge and scale >= 2):
-        scale = scale if scale < 1 else int(scale)
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
+    if scale < 1:
+        im = im.resize(_scaled(im.size, scale), Image.Resampling.LANCZOS)
+    if palette:
+        im = im.convert("P", palette=Image.Palette.ADAPTIVE)
+    if enlarge and scale >= 2:
+        im = im.resize(_scaled(im.size, int(scale)), Image.Resampling.NEAREST)
     return im
+
+
+def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
 
 
 @best_effort("progress artifact")
@@ -407,7 +417,7 @@ def animated_preview(run: RunRef, budget: int = PREVIEW_BUDGET) -> str | None:
     for count in (120, 60, 24):
         step = max(1, -(-run.frame_count // count))
         indices = range(1, run.frame_count + 1, step)
-        images = [_fit(paths.frame_png(i), PREVIEW_PX, enlarge=True) for i in indices]
+        images = [_fit(paths.frame_png(i), PREVIEW_PX, enlarge=True, palette=True) for i in indices]
         buf = io.BytesIO()
         images[0].save(
             buf,

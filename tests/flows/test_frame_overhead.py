@@ -176,3 +176,27 @@ def test_frames_continue_in_memory_byte_identical_to_reading_their_checkpoints(
         memory = {p.name: p.read_bytes() for p in sorted((tmp_path / "memory" / folder).glob(pattern))}
         disk = {p.name: p.read_bytes() for p in sorted((tmp_path / "disk" / folder).glob(pattern))}
         assert len(memory) == 3 and memory == disk, folder
+
+
+def test_preview_frames_reduced_to_a_palette_before_enlarging_give_the_same_gif(tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray((rng.random((16, 16, 3)) * 255).astype("uint8")).save(paths[-1])
+
+    def gif(images: list[Image.Image]) -> bytes:
+        buf = io.BytesIO()
+        images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
+        return buf.getvalue()
+
+    quick = [publish._fit(p, 256, enlarge=True, palette=True) for p in paths]
+    assert [(im.mode, im.size) for im in quick] == [("P", (256, 256))] * 3, (
+        "quantized at 16 px, then enlarged"
+    )
+    assert gif(quick) == gif([publish._fit(p, 256, enlarge=True) for p in paths])
