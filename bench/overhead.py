@@ -7,13 +7,17 @@ manifest. The Prefect API is started once before timing (a warm-up flow), and it
 printed separately. Two measurements, each alternating engine and flow runs:
 
 1. **Per-frame overhead** with tiny frames (32², 1 step of 1 cutout): renders of ``S`` and ``L``
-   frames (``--tiny 6,46``), so that fixed costs (model load, encode, artifacts made once) cancel:
+   frames (``--tiny 6,126``), so that fixed costs (model load, encode, artifacts made once) cancel:
    ``((flow_L - engine_L) - (flow_S - engine_S)) / (L - S)``, from the medians and from the best
    (minimum) of each of the four times over the repeats; and the fixed per-render cost beside it.
+   A flow run's end comes in steps of about 1 s (Prefect's log and event workers drain in batches),
+   so ``L - S`` should be large (a 1 s step is 8 ms per frame over 120 frames, 25 ms over 40). Also
+   measured inside the flow's frame loop (:func:`in_loop_ms`): the wall time between two finished
+   frames minus that frame's render and write.
 2. **Ratio** at realistic small frames (128², ``--steps`` steps of 16 cutouts, about 1 s per frame on
    a CPU): median flow run ÷ median engine run (→ 1 is the goal).
 
-    .venv/bin/python bench/overhead.py --threads 1   # [--tiny 6,46] [--tiny-repeats 3] [--frames 8]
+    .venv/bin/python bench/overhead.py --threads 1   # [--tiny 6,126] [--tiny-repeats 3] [--frames 8]
                                                      # [--steps 16] [--repeats 4] [--only tiny|ratio]
 
 The last two lines are ``per-frame overhead: …`` and ``ratio: X``.
@@ -26,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common import write_bench_scene
 
@@ -81,6 +86,51 @@ def marginal_ms(
     return 1000 * (big - few) / (large - small)
 
 
+def in_loop_ms(scene_path: Path, out: Path) -> list[float]:
+    """One flow run of ``scene_path``; per frame after the first, in ms: the wall time between two
+    finished frames in the flow's frame loop, minus that frame's ``render_frame`` and ``write_frame``
+    (what the engine side does too). What is left is the frame's orchestration in the loop: the
+    Prefect task run, the done check, the hand-over, the record, queueing the progress update.
+    """
+    import tasks.publish as publish
+    import tasks.render as render
+
+    stamps: list[float] = []
+    work: dict[int, float] = {}
+    real_render, real_write, real_done = (
+        render.render_frame,
+        render.write_frame,
+        publish.ProgressPublisher.frame_done,
+    )
+
+    def timed(fn: Callable[..., Any], index_of: Callable[..., int]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                index = index_of(*args)
+                work[index] = work.get(index, 0.0) + time.perf_counter() - start
+
+        return call
+
+    def frame_done(self: Any, record: Any) -> None:
+        stamps.append(time.perf_counter())
+        real_done(self, record)
+
+    render.render_frame = timed(real_render, lambda state, frame, *a: frame.index)  # type: ignore[assignment]
+    render.write_frame = timed(real_write, lambda paths, result, index, *a: index)  # type: ignore[assignment]
+    publish.ProgressPublisher.frame_done = frame_done  # type: ignore[method-assign]
+    try:
+        flow_run(scene_path, out)
+    finally:
+        render.render_frame, render.write_frame = real_render, real_write  # type: ignore[assignment]
+        publish.ProgressPublisher.frame_done = real_done  # type: ignore[method-assign]
+    return [
+        1000 * (b - a - work[i + 2]) for i, (a, b) in enumerate(zip(stamps[:-1], stamps[1:], strict=True))
+    ]
+
+
 def per_frame_overhead(root: Path, small: int, large: int, repeats: int) -> tuple[float, float]:
     """Run the tiny-frame comparison; print every repeat; return (median, best) ms per frame."""
     scenes = {
@@ -109,6 +159,11 @@ def per_frame_overhead(root: Path, small: int, large: int, repeats: int) -> tupl
         / (large - small)
     )
     print(f"tiny frames: engine {engine:.1f} ms per frame; flow fixed cost per render {fixed:.2f} s (median)")
+    loop = [ms for k in range(repeats) for ms in in_loop_ms(scenes[large], root / f"tiny-loop-{k}")]
+    print(
+        f"in the flow's frame loop, per frame beyond render + write ({len(loop)} frames): "
+        f"median {statistics.median(loop):.1f} ms, mean {statistics.mean(loop):.1f} ms, min {min(loop):.1f} ms"
+    )
     return median, best
 
 
@@ -117,7 +172,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--tiny", default="6,46", help="frame counts S,L of the per-frame measurement")
+    parser.add_argument("--tiny", default="6,126", help="frame counts S,L of the per-frame measurement")
     parser.add_argument("--tiny-repeats", type=int, default=3)
     parser.add_argument("--only", choices=("tiny", "ratio"))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
