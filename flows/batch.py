@@ -12,6 +12,7 @@ No ``from __future__ import annotations`` here (PrefectHQ/prefect#19447).
 
 import time
 import uuid
+from typing import cast
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -195,11 +196,14 @@ def _fan_out(jobs: list[BatchJob], params: BatchParams, deployment: str) -> dict
     """One deployment run per job, all submitted at once; the work pool decides how many run together."""
     runs: dict[uuid.UUID, BatchJob] = {}
     for job in jobs:
-        run = run_deployment(
-            name=deployment,
-            parameters={"params": _render_params(job, params).model_dump(mode="json", exclude_none=True)},
-            timeout=0,
-            as_subflow=True,
+        run = cast(  # called from a sync flow: the run itself, not a coroutine
+            FlowRun,
+            run_deployment(
+                name=deployment,
+                parameters={"params": _render_params(job, params).model_dump(mode="json", exclude_none=True)},
+                timeout=0,
+                as_subflow=True,
+            ),
         )
         runs[run.id] = job
     finished = _wait_for(set(runs), params.poll_seconds)

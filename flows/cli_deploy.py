@@ -167,9 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"worker settings: {shown}", file=sys.stderr)
     if args.dry_run:
         for d in deployments:
-            schedules = (
-                ", ".join(f"{s.schedule.cron} {s.schedule.timezone}" for s in d.schedules or []) or "-"
-            )
+            schedules = ", ".join(_describe_schedule(s.schedule) for s in d.schedules or []) or "-"
             print(f"{d.flow_name}/{d.name}  schedules: {schedules}")
         return EXIT_OK
     serve_file(Path(args.prefect_file), args.only or None, limit=args.limit)
@@ -202,7 +200,7 @@ def add_sweep_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add ``batch``, ``serve`` and ``crash-detection`` to the ``pytti`` parser."""
     batch = subparsers.add_parser("batch", help="render a folder or list of scene files, each as its own run")
     batch.add_argument("scenes", nargs="+", metavar="FOLDER|FILE", help="scene files or folders of *.yaml")
@@ -258,3 +256,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     crash.add_argument("--heartbeat-seconds", type=int, default=180, help="the workers' heartbeat (>= 30)")
     crash.add_argument("--missed", type=int, default=3, help="missed heartbeats before Crashed (default 3)")
     crash.set_defaults(func=cmd_crash_detection)
+
+
+def _describe_schedule(schedule: object) -> str:
+    """A cron schedule as ``"<cron> <timezone>"``; any other kind by its own text."""
+    cron = getattr(schedule, "cron", None)
+    return f"{cron} {getattr(schedule, 'timezone', None) or 'UTC'}" if cron else str(schedule)

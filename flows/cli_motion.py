@@ -46,7 +46,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add ``preview`` to the ``pytti`` parser."""
     preview = subparsers.add_parser(
         "preview", help="the camera motion alone, as frames + MP4, in seconds (no perceptor loaded)"

@@ -145,7 +145,7 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``validate``, ``plan``, ``import-pytti`` and ``schema`` to the ``pytti`` parser."""
     validate = subparsers.add_parser("validate", help="check a scene file and evaluate every frame")
     validate.add_argument("scene", help="the scene YAML file")

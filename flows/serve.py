@@ -14,7 +14,7 @@ frames.
 import importlib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from prefect import Flow
@@ -82,13 +82,16 @@ def deployments_from_file(
             continue
         flow = _flow_at(spec["entrypoint"])
         out.append(
-            flow.to_deployment(
-                name=spec["name"],
-                description=spec.get("description"),
-                tags=spec.get("tags"),
-                parameters=_served_parameters(flow, spec.get("parameters") or {}),
-                schedules=[_schedule(s) for s in spec.get("schedules") or []],
-                enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
+            cast(  # a sync caller gets the deployment itself, not a coroutine
+                RunnerDeployment,
+                flow.to_deployment(
+                    name=spec["name"],
+                    description=spec.get("description"),
+                    tags=spec.get("tags"),
+                    parameters=_served_parameters(flow, spec.get("parameters") or {}),
+                    schedules=[_schedule(s) for s in spec.get("schedules") or []],
+                    enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
+                ),
             )
         )
     return out
@@ -147,7 +150,7 @@ def install_zombie_automation(heartbeat_seconds: int = 180, missed: int = 3) -> 
     from prefect.automations import Automation
 
     try:
-        Automation.read(name=ZOMBIE_AUTOMATION).delete()
+        cast(Automation, Automation.read(name=ZOMBIE_AUTOMATION)).delete()  # sync call: no coroutine
     except ValueError:
         pass
     return str(zombie_automation(heartbeat_seconds, missed).create().id)

@@ -81,8 +81,8 @@ def _fit(path: Path, box: int, enlarge: bool = False, palette: bool = False) -> 
     With ``palette``, an adaptive-palette (``P``) image, reduced to its palette *before* it is
     enlarged: what a GIF encoder would make of the enlarged picture, for a fraction of the work.
     """
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.open(path) as source:
+        im: Image.Image = source.convert("RGB")
     scale = box / max(im.size)
     if scale < 1:
         im = im.resize(_scaled(im.size, scale), Image.Resampling.LANCZOS)
