@@ -40,7 +40,7 @@ def engine_run(scene_path: Path, out: Path, device: str = "cpu") -> float:
     import torch
 
     from pytti_engine.job import build_context, plan_keys
-    from pytti_engine.render import render_frames
+    from pytti_engine.render import FrameResult, render_frames
     from pytti_engine.rundir import RunPaths, write_frame
     from pytti_engine.scene import build_plan, load_scene
     from pytti_engine.video import EncodeSettings, assemble_video
@@ -51,9 +51,11 @@ def engine_run(scene_path: Path, out: Path, device: str = "cpu") -> float:
     keys = plan_keys(scene, plan)
     ctx = build_context(scene, plan, torch.device(device))
     paths = RunPaths(out)
-    render_frames(
-        plan.frames, ctx, on_frame=lambda r: write_frame(paths, r, r.state.frame, keys[r.state.frame - 1])
-    )
+
+    def write(result: FrameResult) -> None:
+        write_frame(paths, result, result.state.frame, keys[result.state.frame - 1])
+
+    render_frames(plan.frames, ctx, on_frame=write)
     frames = [paths.frame_png(i) for i in range(1, len(plan.frames) + 1)]
     assemble_video(frames, paths.video("bench"), EncodeSettings(fps=scene.fps))
     return time.perf_counter() - start
@@ -118,13 +120,13 @@ def in_loop_ms(scene_path: Path, out: Path) -> list[float]:
         stamps.append(time.perf_counter())
         real_done(self, record)
 
-    render.render_frame = timed(real_render, lambda state, frame, *a: frame.index)  # type: ignore[assignment]
-    render.write_frame = timed(real_write, lambda paths, result, index, *a: index)  # type: ignore[assignment]
+    render.render_frame = timed(real_render, lambda state, frame, *a: frame.index)
+    render.write_frame = timed(real_write, lambda paths, result, index, *a: index)
     publish.ProgressPublisher.frame_done = frame_done  # type: ignore[method-assign]
     try:
         flow_run(scene_path, out)
     finally:
-        render.render_frame, render.write_frame = real_render, real_write  # type: ignore[assignment]
+        render.render_frame, render.write_frame = real_render, real_write
         publish.ProgressPublisher.frame_done = real_done  # type: ignore[method-assign]
     return [
         1000 * (b - a - work[i + 2]) for i, (a, b) in enumerate(zip(stamps[:-1], stamps[1:], strict=True))

@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -52,7 +53,7 @@ class Settings:
     sampling_mode: str = "bilinear"
 
 
-def make_state(vqgan: object, size: int, warp: str) -> object:
+def make_state(vqgan: object, size: int, warp: Literal["pixels", "latent"]) -> object:
     """A VQGAN image with an EMA and a warm Adam (one step taken), as mid-render."""
     from pytti_engine.image_params import ImageConfig, make_image
     from pytti_engine.state import RenderState, make_optimizer
