@@ -14,7 +14,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -753,7 +753,7 @@ class Scene(_Model):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _vqgan_grid(cls, data: Any, handler: ModelWrapValidatorHandler[Scene], info: ValidationInfo) -> Scene:
+    def _vqgan_grid(cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo) -> Self:
         notes: tuple[str, ...] = ()
         if isinstance(data, Mapping) and data.get("image_model") == "vqgan":
             data, notes = _round_size(data, info)
