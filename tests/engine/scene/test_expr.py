@@ -129,7 +129,8 @@ def test_sandbox_escapes_are_rejected_quickly() -> None:
         except (ExprError, ExprEvalError):
             continue
         pytest.fail(f"{text!r} was accepted")
-    assert time.process_time() - start < 0.5
+    # CPU time, generous for a busy 2-core machine (~0.05 s idle): a runaway exp() tower would take far longer
+    assert time.process_time() - start < 2.0
 
 
 @pytest.mark.parametrize(
@@ -249,7 +250,7 @@ def test_parseq_sized_schedules_paste_in() -> None:
     schedule = ", ".join(f"{i}:({1 + 0.001 * i:.6f})" for i in range(10_000)) + ","
     start = time.process_time()
     expr = compile_value(schedule)
-    assert time.process_time() - start < 0.5
+    assert time.process_time() - start < 2.0  # linear (~0.1 s idle); a quadratic parse takes minutes
     assert expr.evaluate({"frame": 5000.5}) == pytest.approx(6.0005)
     with pytest.raises(ExprError, match="keyframe schedule is too long"):
         compile_value("0:(1)," + " " * 2_000_000)
