@@ -209,7 +209,7 @@ def test_missing_tag_weights_fail_fast_with_instructions(
     start = time.perf_counter()
     with pytest.raises(ModelLoadError) as info:
         load_perceptor("ViT-B-32", "openai")
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 5.0  # no download attempt, no retries (~0.1 s idle)
     message = str(info.value)
     for needle in (
         "ViT-B-32",
@@ -237,6 +237,7 @@ print(json.dumps({"seconds": time.perf_counter() - start, "outcome": outcome}))
 """
 
 
+@pytest.mark.slow  # two fresh Pythons importing open_clip; the in-process offline case is above
 def test_missing_tag_weights_fail_fast_with_and_without_hf_hub_offline(tmp_path: Path) -> None:
     # huggingface_hub reads HF_HUB_OFFLINE at import, so each case needs its own process; they run
     # concurrently. The endpoint is a refused local port so a networked machine never downloads.

@@ -47,7 +47,10 @@ def _picture(path: Path, colour: tuple[int, int, int], half: tuple[int, int, int
     "body",
     [
         MOVING + "pixel_size: 2\nema_decay: 0.9\n",
-        MOVING + "image_model: limited_palette\npalettes: 4\nema_decay: 0.8\nreset_lr_each_frame: true\n",
+        pytest.param(  # ~10 s; the palette state round trip stays in the default tier (test_image_params)
+            MOVING + "image_model: limited_palette\npalettes: 4\nema_decay: 0.8\nreset_lr_each_frame: true\n",
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["rgb-pixel2-ema", "palette-ema-reset"],
 )

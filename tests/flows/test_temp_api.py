@@ -140,6 +140,7 @@ def _modules_after(*argv: str) -> set[str]:
     return set(done.stdout.split("\n")[-2].split())
 
 
+@pytest.mark.slow  # three fresh Pythons, one importing torch and open_clip
 def test_help_imports_no_torch_and_validate_starts_no_prefect(write_scene: Callable[..., Path]) -> None:
     assert _modules_after("--help") == set()
     assert _modules_after("render", "--help") == set()

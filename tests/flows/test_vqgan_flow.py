@@ -130,6 +130,7 @@ seed: 7
 """
 
 
+@pytest.mark.slow  # the imagenet-shaped stand-in at 32² through validate and 4 frames: ~30 s
 def test_imported_vqgan_notebook_config_validates_and_renders(
     stand_in_dir: Path, vqgan_models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
