@@ -120,9 +120,10 @@ def gated_loss(
             check_shape(w, "N")
             if w.shape[0] != distance.shape[0]:
                 raise ShapeError(f"expected {distance.shape[0]} per-item weights, got {w.shape[0]}")
-        sign: float | Tensor = torch.sign(w)
+        sign_t = torch.sign(w)
+        sign: float | Tensor = sign_t
         magnitude: float | Tensor = w.abs()
-        negative_part: float | Tensor = torch.sign(w).clamp(max=0)
+        negative_part: float | Tensor = sign_t.clamp(max=0)
     else:
         w = float(weight)
         sign = float(w > 0) - float(w < 0)
