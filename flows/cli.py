@@ -444,16 +444,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pytti`` console script."""
     args = build_parser().parse_args(argv)
     # Prefect's temporary API starts now, while torch and the models load (not for bad input)
-    spawn = args.command in API_COMMANDS and _scene_loads(args)
+    runs_flows = args.command in API_COMMANDS
+    spawn = runs_flows and _scene_loads(args)
     # Ctrl-C/SIGTERM stop renders cleanly; other commands (serve: Prefect's runner) keep their own handling
-    stopping = stop_on_signals() if args.command in API_COMMANDS else contextlib.nullcontext()
+    stopping = stop_on_signals() if runs_flows else contextlib.nullcontext()
     with early_start(args.command, spawn=spawn), stopping:
         try:
             return int(args.func(args))
         except TemporaryApiError as e:
             return _runtime_error(str(e))
         except BaseException as e:
-            if (signum := stop_signal(e)) is None or args.command not in API_COMMANDS:
+            if (signum := stop_signal(e)) is None or not runs_flows:
                 raise
             print(stopped_line(signum), file=sys.stderr)
             return exit_code(signum)

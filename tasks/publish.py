@@ -263,8 +263,13 @@ class ProgressPublisher:
 def publish_progress(run: RunRef, ref: ProgressRef, record: FrameRecord) -> None:
     """Move the progress bar to frame ``record.index`` of the run."""
     k, n = record.index, run.frame_count
-    description = f"{run_title(run)}: frame {k}/{n} ({100 * k / n:.0f} %)"
+    description = f"{run_title(run)}: {_frame_status(k, n)}"
     update_progress_artifact(UUID(ref.progress), 100.0 * k / n, description=description)
+
+
+def _frame_status(k: int, n: int) -> str:
+    """``frame k/n (p %)``, as the progress bar and the latest-frame view say it."""
+    return f"frame {k}/{n} ({100 * k / n:.0f} %)"
 
 
 @best_effort("latest-frame artifact")
@@ -273,13 +278,14 @@ def publish_latest_view(run: RunRef, ref: ProgressRef, record: FrameRecord) -> N
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactUpdate
 
-    k, n = record.index, run.frame_count
     title = run_title(run)
     markdown = latest_markdown(run, record, title)
     with get_client(sync_client=True) as client:
         client.update_artifact(
             UUID(ref.latest),
-            ArtifactUpdate(data=markdown, description=f"{title}: latest frame {k}/{n} ({100 * k / n:.0f} %)"),
+            ArtifactUpdate(
+                data=markdown, description=f"{title}: latest {_frame_status(record.index, run.frame_count)}"
+            ),
         )
 
 
@@ -291,7 +297,7 @@ def latest_markdown(run: RunRef, record: FrameRecord, title: str) -> str:
     loss = f"loss {figure(record.loss):g}" if record.loss is not None else "loss -"
     state = "kept from an earlier render" if record.skipped else f"{record.seconds:.1f} s"
     return (
-        f"### {title}: frame {k}/{n} ({100 * k / n:.0f} %)\n\n"
+        f"### {title}: {_frame_status(k, n)}\n\n"
         f"![frame {k} of {n}]({_data_uri(latest)})\n\n"
         f"{loss} · {state} · `{record.png}`\n\n"
         f"#### Contact sheet, frames 1 to {k}\n\n![contact sheet]({_data_uri(sheet)})\n"
