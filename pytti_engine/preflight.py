@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytti_engine.errors import PyttiError
+from pytti_engine.inputs import is_url
 
 if TYPE_CHECKING:
     from pytti_engine.perceptors import PerceptorCheck
@@ -150,11 +151,6 @@ def url_problem(value: str) -> str | None:
         return f"malformed URL {value!r} (it needs a host and no spaces)"
     del port
     return None
-
-
-def is_url(value: object) -> bool:
-    """Whether a path-like value of the scene is meant as an http(s) URL."""
-    return str(value).lower().startswith(("http://", "https://"))
 
 
 def _picture_sources(plan: Any) -> Iterator[tuple[str, str, int, str]]:

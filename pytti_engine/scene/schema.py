@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -37,6 +36,7 @@ from pydantic_core import PydanticCustomError
 
 from pytti_engine.confine import ConfinementError, Roots, check_input
 from pytti_engine.inputs import is_url
+from pytti_engine.preflight import url_problem
 from pytti_engine.scene.expr import Expr, Interpolation, reserved_names, scene_names
 from pytti_engine.scene.prompt_dsl import PromptError, PromptSpec, parse_prompts
 from pytti_engine.scene.source import SourceRef, SourceText, locate
@@ -98,18 +98,6 @@ def _path_or_url(value: Any) -> Any:
     return value if is_url(value) else Path(value)
 
 
-def _url_problem(value: str) -> str | None:
-    """Why ``value`` is not a well-formed http(s) URL (no request is made), or ``None``."""
-    try:
-        parts = urllib.parse.urlsplit(value)
-        parts.port  # noqa: B018 - a malformed port raises here
-    except ValueError as e:
-        return f"malformed URL {value!r} ({e})"
-    if not parts.hostname or any(c.isspace() for c in value):
-        return f"malformed URL {value!r} (it needs a host and no spaces)"
-    return None
-
-
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else convert(value)
 
@@ -119,7 +107,7 @@ def _url_or(check: Callable[[Path, ValidationInfo], Path | None]) -> Callable[..
 
     def validate(value: Path | str | None, info: ValidationInfo) -> Path | str | None:
         if isinstance(value, str):
-            problem = _url_problem(value)
+            problem = url_problem(value)
             if problem:
                 raise _custom_error(problem)
             return value
