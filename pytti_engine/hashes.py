@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pytti_engine.atomic import sha256_file
+
 Hasher = Callable[[Path], str]
 """``path -> hex sha256 of its contents`` (:func:`file_sha256` or a :meth:`HashCache.sha256`)."""
 
@@ -41,11 +43,7 @@ def file_version(path: Path) -> FileVersion:
 
 @lru_cache(maxsize=64)
 def _sha256_of(path: str, version: FileVersion) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(Path(path))  # ``version`` is only the cache key
 
 
 def file_sha256(path: Path) -> str:

@@ -121,9 +121,8 @@ def check_job(job: BatchJob) -> JobCheck:
         check_output(job.out_dir)
         scene = load_scene(job.scene_path, job.overrides)
         plan = build_plan(scene)
-        preflight(
-            scene, plan, name=job.scene_path
-        )  # what `pytti validate` checks; the device is the worker's
+        # what `pytti validate` checks; the device is the worker's
+        preflight(scene, plan, name=job.scene_path)
         check_run_dir(
             Path(job.out_dir), RunIdentity.of(job.scene_path, job.overrides, job.out_dir), replace=False
         )
